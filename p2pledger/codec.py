@@ -1,0 +1,165 @@
+"""Deterministic CBOR (RFC 8949 §4.2.1): the only module that imports cbor2.
+
+Everything p2pledger signs or hashes is encoded here, so the bytes are reproducible
+by any CBOR library. The value model is an allow-list: ``int`` (64-bit), ``bytes``,
+``str``, ``bool``, ``None``, ``list`` and ``dict`` with ``str`` keys. No floats, no
+tags. With only text-string map keys, cbor2's canonical key order (shortest first,
+then bytewise) is exactly RFC 8949's bytewise order of the encoded keys.
+
+Decoding is defensive: the size is checked before parsing, nesting depth is capped,
+indefinite lengths, duplicate keys and tags are refused, and the bytes must be the
+deterministic encoding of what they decode to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import cbor2
+
+from p2pledger.errors import (
+    DuplicateKey,
+    EncodedTooLarge,
+    IndefiniteLength,
+    MalformedInput,
+    NestingTooDeep,
+    NonCanonical,
+    TrailingBytes,
+    TruncatedInput,
+    UnknownTag,
+    UnsupportedType,
+)
+
+__all__ = ["DEFAULT_LIMITS", "CodecLimits", "Value", "decode", "encode"]
+
+#: A value of the protocol's data model (see the module docstring).
+Value = Any
+
+INT_MIN: Final = -(2**64)
+INT_MAX: Final = 2**64 - 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CodecLimits:
+    """Bounds on what ``decode`` accepts; configurable per use."""
+
+    max_size: int = 1 << 20
+    max_depth: int = 16
+
+    def __post_init__(self) -> None:
+        if self.max_size < 1 or self.max_depth < 1:
+            raise ValueError("codec limits must be positive")
+
+
+DEFAULT_LIMITS: Final = CodecLimits()
+
+
+def encode(value: Value, *, limits: CodecLimits = DEFAULT_LIMITS) -> bytes:
+    """Encode ``value`` deterministically; refuse values outside the data model."""
+    _check_value(value, depth=1, limits=limits)
+    data: bytes = cbor2.dumps(value, canonical=True)
+    if len(data) > limits.max_size:
+        raise EncodedTooLarge(f"encoding is {len(data)} bytes, more than {limits.max_size}")
+    return data
+
+
+def decode(data: bytes, *, limits: CodecLimits = DEFAULT_LIMITS) -> Value:
+    """Decode one canonical item that fills ``data`` exactly; raise a CodecError if not."""
+    if len(data) > limits.max_size:
+        raise EncodedTooLarge(f"input is {len(data)} bytes, more than {limits.max_size}")
+    if not data:
+        raise TruncatedInput("input is empty")
+    tags = _RefuseAllTags()
+    try:
+        value = cbor2.loads(
+            data,
+            semantic_decoders=tags,
+            tag_hook=_refuse_tag_hook,
+            max_depth=limits.max_depth,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+        )
+    except cbor2.CBORDecodeEOF as exc:
+        raise TruncatedInput(f"input ends in the middle of an item ({exc})") from exc
+    except cbor2.CBORDecodeError as exc:
+        raise _classify(exc, tags) from exc
+    except RecursionError as exc:  # pragma: no cover - max_depth catches this first
+        raise NestingTooDeep(f"nesting deeper than {limits.max_depth}") from exc
+    _check_value(value, depth=1, limits=limits)
+    again: bytes = cbor2.dumps(value, canonical=True)
+    if again != data:
+        if data.startswith(again):
+            raise TrailingBytes(f"{len(data) - len(again)} bytes after the end of the item")
+        raise NonCanonical("bytes are not the deterministic encoding of their value")
+    return value
+
+
+class _TagRefused(Exception):
+    """Raised inside cbor2 when it meets any tag; unwrapped by ``_classify``."""
+
+
+class _RefuseAllTags(Mapping[int, Any]):
+    """A semantic-decoder table that answers every tag with a refusal."""
+
+    def __init__(self) -> None:
+        self.seen: int | None = None
+
+    def __getitem__(self, tag: int) -> Any:
+        self.seen = tag
+
+        def refuse(*_: object) -> None:
+            raise _TagRefused(tag)
+
+        return refuse
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def _refuse_tag_hook(_decoder: object, tag: Any) -> None:
+    raise _TagRefused(getattr(tag, "tag", None))
+
+
+def _classify(exc: Exception, tags: _RefuseAllTags) -> Exception:
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, _TagRefused):
+        return UnknownTag(f"CBOR tag {cause.args[0]} is not part of the protocol")
+    text = str(exc)
+    # cbor2 has no distinct exception classes for these; its messages are stable and
+    # this is the one adapter that translates them.
+    if "nesting depth" in text:
+        return NestingTooDeep(text)
+    if "indefinite" in text:
+        return IndefiniteLength(text)
+    if "Duplicate" in text or "duplicate" in text:
+        return DuplicateKey(text)
+    if tags.seen is not None:
+        return UnknownTag(f"CBOR tag {tags.seen} is not part of the protocol")
+    return MalformedInput(text)
+
+
+def _check_value(value: Value, *, depth: int, limits: CodecLimits) -> None:
+    if depth > limits.max_depth:
+        raise NestingTooDeep(f"nesting deeper than {limits.max_depth}")
+    if value is None or isinstance(value, bool | bytes | str):
+        return
+    if isinstance(value, int):
+        if not INT_MIN <= value <= INT_MAX:
+            raise UnsupportedType(f"integer {value} is outside the 64-bit CBOR range")
+        return
+    if isinstance(value, list):
+        for item in value:
+            _check_value(item, depth=depth + 1, limits=limits)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise UnsupportedType(f"map key {key!r} is not a text string")
+            _check_value(item, depth=depth + 1, limits=limits)
+        return
+    raise UnsupportedType(f"{type(value).__name__} is not in the protocol's data model")

@@ -62,6 +62,28 @@ class Member:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Fund:
+    """A named fund and the user keys authorized to issue units into it."""
+
+    name: str
+    issuers: tuple[PublicKey, ...]
+
+    def to_value(self) -> dict[str, Any]:
+        return {"name": self.name, "issuers": [k.raw for k in self.issuers]}
+
+    @classmethod
+    def from_value(cls, value: Any) -> Fund:
+        v = _require_map(value, "fund")
+        try:
+            return cls(
+                name=_require(v, "name", str),
+                issuers=tuple(PublicKey(k) for k in _require(v, "issuers", list)),
+            )
+        except (ValueError, TypeError) as exc:
+            raise SchemaError(f"malformed fund: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BlockLimits:
     """When the leader cuts a block: by count, by bytes, or after the batch timeout."""
 
@@ -97,6 +119,7 @@ class Network:
     genesis_time_ms: int
     limits: BlockLimits
     members: tuple[Member, ...]
+    funds: tuple[Fund, ...] = ()
     version: int = 0
     _by_name: dict[str, Member] = field(init=False, repr=False, compare=False)
     _by_node_key: dict[bytes, Member] = field(init=False, repr=False, compare=False)
@@ -107,6 +130,9 @@ class Network:
         object.__setattr__(self, "_by_node_key", {m.node_key.raw: m for m in self.members})
         users = frozenset(k.raw for m in self.members for k in m.users)
         object.__setattr__(self, "_users", users)
+
+    def fund(self, name: str) -> Fund | None:
+        return next((f for f in self.funds if f.name == name), None)
 
     def member(self, name: str) -> Member | None:
         return self._by_name.get(name)
@@ -133,6 +159,7 @@ class Network:
             "genesis_time_ms": self.genesis_time_ms,
             "limits": self.limits.to_value(),
             "members": [m.to_value() for m in self.members],
+            "funds": [f.to_value() for f in self.funds],
             "version": self.version,
         }
 
@@ -144,6 +171,7 @@ class Network:
             genesis_time_ms=_require(v, "genesis_time_ms", int),
             limits=BlockLimits.from_value(v.get("limits")),
             members=tuple(Member.from_value(m) for m in _require(v, "members", list)),
+            funds=tuple(Fund.from_value(f) for f in _require(v, "funds", list)),
             version=_require(v, "version", int),
         )
 

@@ -4,10 +4,20 @@ Pure: no I/O and no clock. Everything is encoded with ``p2pledger.codec`` and si
 with ``p2pledger.crypto``.
 """
 
-from p2pledger.chain.block import VALID, ZERO_HASH, Block, Header, TxResult, results_root, tx_root
+from p2pledger.chain.block import (
+    VALID,
+    ZERO_HASH,
+    Block,
+    Header,
+    TxResult,
+    build_block,
+    chain_id_after,
+    results_root,
+    tx_root,
+)
 from p2pledger.chain.genesis import chain_id_of, genesis_block, network_of_genesis
 from p2pledger.chain.tx import Transaction
-from p2pledger.chain.validation import chain_id_after, validate_block
+from p2pledger.chain.validation import validate_block
 
 __all__ = [
     "VALID",
@@ -16,6 +26,7 @@ __all__ = [
     "Header",
     "Transaction",
     "TxResult",
+    "build_block",
     "chain_id_after",
     "chain_id_of",
     "genesis_block",

@@ -25,12 +25,14 @@ from p2pledger.crypto import PublicKey, SigningKey
 from p2pledger.errors import CodecError, InvalidBlock
 
 __all__ = [
-    "HEADER_TYPE",
     "HASH_SIZE",
+    "HEADER_TYPE",
     "ZERO_HASH",
     "Block",
     "Header",
     "TxResult",
+    "build_block",
+    "chain_id_after",
     "results_root",
     "tx_root",
 ]
@@ -233,6 +235,40 @@ class Block:
         if with_txs:
             out["txs"] = [t.hex() for t in self.txs]
         return out
+
+
+def chain_id_after(parent: Header, parent_hash: bytes) -> bytes:
+    """The chain id a child of ``parent`` must carry (genesis has none of its own)."""
+    return parent_hash if parent.height == 0 else parent.chain_id
+
+
+def build_block(
+    *,
+    parent: Header,
+    parent_hash: bytes,
+    txs: Sequence[bytes],
+    results: Sequence[TxResult],
+    state_root: bytes,
+    time_ms: int,
+    term: int,
+    membership_version: int,
+    proposer: SigningKey,
+) -> Block:
+    """Make and sign the block that follows ``parent`` (the proposer's side)."""
+    header = Header(
+        chain_id=chain_id_after(parent, parent_hash),
+        height=parent.height + 1,
+        prev=parent_hash,
+        tx_root=tx_root(txs),
+        results_root=results_root(results),
+        state_root=state_root,
+        time_ms=max(time_ms, parent.time_ms),
+        proposer=proposer.public_key.raw,
+        term=term,
+        membership_version=membership_version,
+        tx_count=len(txs),
+    )
+    return Block.seal(header, txs, results, proposer)
 
 
 def tx_root(txs: Sequence[bytes]) -> bytes:

@@ -94,7 +94,9 @@ class Transaction:
         except CodecError as exc:
             raise InvalidTransaction(f"transaction body encoding: {exc}") from exc
         if not isinstance(b, dict) or set(b) != _BODY_KEYS:
-            raise InvalidTransaction(f"a transaction body has exactly the keys {sorted(_BODY_KEYS)}")
+            raise InvalidTransaction(
+                f"a transaction body has exactly the keys {sorted(_BODY_KEYS)}"
+            )
         if b["type"] != TX_TYPE:
             raise InvalidTransaction(f"unknown transaction type {b['type']!r}")
         chain, signer, op, args = b["chain"], b["signer"], b["op"], b["args"]

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Container
 from typing import Final
 
-from p2pledger.chain.block import Block, Header, results_root, tx_root
+from p2pledger.chain.block import Block, Header, chain_id_after, results_root, tx_root
 from p2pledger.chain.tx import Transaction
 from p2pledger.errors import BadSignature, InvalidBlock, InvalidTransaction, MalformedKey
 from p2pledger.membership import Network
 
-__all__ = ["REASONS", "chain_id_after", "validate_block"]
+__all__ = ["REASONS", "validate_block"]
 
 #: Every reason code ``validate_block`` can give, for metrics and documentation.
 REASONS: Final = (
@@ -37,11 +37,6 @@ REASONS: Final = (
 )
 
 _NOTHING: Final[frozenset[bytes]] = frozenset()
-
-
-def chain_id_after(parent: Header, parent_hash: bytes) -> bytes:
-    """The chain id a child of ``parent`` must carry (genesis has none of its own)."""
-    return parent_hash if parent.height == 0 else parent.chain_id
 
 
 def validate_block(
@@ -80,7 +75,8 @@ def validate_block(
     if not h.tx_count == len(block.txs) == len(block.results):
         raise fail(
             "tx_count_mismatch",
-            f"header says {h.tx_count}, body has {len(block.txs)} txs, {len(block.results)} results",
+            f"header says {h.tx_count}, body has {len(block.txs)} txs "
+            f"and {len(block.results)} results",
         )
     limits = network.limits
     body_bytes = sum(len(t) for t in block.txs)

@@ -59,7 +59,10 @@ DEFAULT_LIMITS: Final = CodecLimits()
 def encode(value: Value, *, limits: CodecLimits = DEFAULT_LIMITS) -> bytes:
     """Encode ``value`` deterministically; refuse values outside the data model."""
     _check_value(value, depth=1, limits=limits)
-    data: bytes = cbor2.dumps(value, canonical=True)
+    try:
+        data: bytes = cbor2.dumps(value, canonical=True)
+    except UnicodeEncodeError as exc:  # a str with lone surrogates has no UTF-8 form
+        raise UnsupportedType(f"text is not encodable as UTF-8 ({exc.reason})") from exc
     if len(data) > limits.max_size:
         raise EncodedTooLarge(f"encoding is {len(data)} bytes, more than {limits.max_size}")
     return data
@@ -131,13 +134,15 @@ def _classify(exc: Exception, tags: _RefuseAllTags) -> Exception:
         return UnknownTag(f"CBOR tag {cause.args[0]} is not part of the protocol")
     text = str(exc)
     # cbor2 has no distinct exception classes for these; its messages are stable and
-    # this is the one adapter that translates them.
+    # this is the one adapter that translates them. The duplicate-key message quotes
+    # the key, which the sender chooses, so it is matched first: a repeated key named
+    # "indefinite" must not pass for an indefinite-length item.
+    if "Duplicate map key" in text:
+        return DuplicateKey(text)
     if "nesting depth" in text:
         return NestingTooDeep(text)
     if "indefinite" in text:
         return IndefiniteLength(text)
-    if "Duplicate" in text or "duplicate" in text:
-        return DuplicateKey(text)
     if tags.seen is not None:
         return UnknownTag(f"CBOR tag {tags.seen} is not part of the protocol")
     return MalformedInput(text)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from p2pledger import codec
 from p2pledger.chain.block import VALID, ZERO_HASH, Block, Header, results_root, tx_root
-from p2pledger.errors import CodecError, InvalidBlock, SchemaError
+from p2pledger.errors import CodecError, InvalidBlock, MalformedKey, SchemaError
 from p2pledger.membership import Network
 
 __all__ = ["chain_id_of", "genesis_block", "network_of_genesis"]
@@ -48,8 +48,10 @@ def network_of_genesis(block: Block) -> Network:
         raise InvalidBlock("not_genesis", "a genesis block has height 0 and one entry", 0)
     try:
         network = Network.from_value(codec.decode(block.txs[0]))
-    except (CodecError, SchemaError) as exc:
+    except (CodecError, SchemaError, MalformedKey) as exc:
         raise InvalidBlock("malformed_genesis", str(exc), 0) from exc
+    if network.version != 0:
+        raise InvalidBlock("malformed_genesis", "the genesis network must be version 0", 0)
     if genesis_block(network).encode() != block.encode():
         raise InvalidBlock("malformed_genesis", "the block is not the genesis of its network", 0)
     return network

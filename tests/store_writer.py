@@ -56,9 +56,17 @@ def hold(data_dir: Path) -> None:
         sys.stdin.read()
 
 
+def read(data_dir: Path) -> None:
+    """Open read-only beside a live writer; print the tip each time stdin says so."""
+    with LedgerStore.open(data_dir, readonly=True) as store:
+        for _ in sys.stdin:
+            tip = store.tip()
+            print("tip", -1 if tip is None else tip[0], flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=["append", "hold"])
+    parser.add_argument("mode", choices=["append", "hold", "read"])
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--blocks", type=int, default=100)
     parser.add_argument("--txs", type=int, default=3)
@@ -67,6 +75,8 @@ def main() -> int:
     try:
         if args.mode == "append":
             append(args.data_dir, args.blocks, args.txs, args.map_size)
+        elif args.mode == "read":
+            read(args.data_dir)
         else:
             hold(args.data_dir)
     except StoreError as exc:

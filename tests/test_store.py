@@ -449,6 +449,35 @@ def test_we_holding_the_store_lock_out_another_process(tmp_path: Path) -> None:
         assert store.tip() == (0, CHAIN[0].hash)
 
 
+def test_a_reader_process_follows_a_live_writer_through_map_growth(tmp_path: Path) -> None:
+    data_dir = tmp_path / "node"
+    with LedgerStore.open(data_dir, create=True, initial_map_size=MiB) as store:
+        store.append_block(CHAIN[0])
+        proc = start_helper("read", str(data_dir))
+        try:
+            assert proc.stdin is not None
+            lines = Lines(proc)
+            proc.stdin.write(b"?\n")
+            proc.stdin.flush()
+            assert lines.next(time.monotonic() + LINE_TIMEOUT) == "tip 0"
+            before = store.statistics().map_size
+            for block in CHAIN[1:]:
+                store.append_block(block, state_writes={b"big%d" % block.height: bytes(MiB // 2)})
+            assert store.statistics().map_size > before  # the writer grew the map
+            proc.stdin.write(b"?\n")
+            proc.stdin.flush()
+            assert lines.next(time.monotonic() + LINE_TIMEOUT) == f"tip {CHAIN[-1].height}"
+            proc.stdin.close()
+            assert proc.wait(timeout=LINE_TIMEOUT) == 0
+        finally:
+            stop(proc)
+
+
+def test_readonly_open_of_a_missing_ledger_says_to_init(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="p2pledger init"):
+        LedgerStore.open(tmp_path / "nothing", readonly=True)
+
+
 def _tamper(data_dir: Path, fn: Callable[[Txn], object], dbs: list[str]) -> None:
     env = LmdbEnvironment.open(data_dir / LEDGER_DIR, create=True, map_size=MiB)
     try:

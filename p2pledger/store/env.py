@@ -144,8 +144,9 @@ class Txn:
 class LmdbEnvironment:
     """An open LMDB environment with named databases; safe to share between threads."""
 
-    def __init__(self, env: lmdb.Environment, path: Path) -> None:
+    def __init__(self, env: lmdb.Environment, path: Path, *, readonly: bool = False) -> None:
         self.path = path
+        self.readonly = readonly
         self._env: lmdb.Environment | None = env
         self._dbs: dict[str, lmdb._Database] = {}
         self._gate = _Gate()
@@ -153,11 +154,15 @@ class LmdbEnvironment:
         self._growths = 0
 
     @classmethod
-    def open(cls, path: Path, *, create: bool, map_size: int) -> LmdbEnvironment:
+    def open(
+        cls, path: Path, *, create: bool, map_size: int, readonly: bool = False
+    ) -> LmdbEnvironment:
         """Open (with ``create``, make) the environment in directory ``path``.
 
         ``map_size`` is where the map starts; an existing environment keeps at least
         the size its data needs. Synced commits are LMDB's default and are kept.
+        ``readonly`` opens for reading beside a live writer in another process (LMDB
+        readers never block or see a partial write).
         """
         if not MIN_MAP_SIZE <= map_size <= MAX_MAP_SIZE:
             raise ValueError(f"map size must be between {MIN_MAP_SIZE} and {MAX_MAP_SIZE} bytes")
@@ -173,7 +178,8 @@ class LmdbEnvironment:
                 str(path),
                 map_size=-(-map_size // page) * page,
                 subdir=True,
-                create=create,
+                create=create and not readonly,
+                readonly=readonly,
                 mode=0o600,
                 max_dbs=_MAX_DBS,
                 sync=True,
@@ -185,7 +191,7 @@ class LmdbEnvironment:
         except BaseException:
             env.close()
             raise
-        return cls(env, path)
+        return cls(env, path, readonly=readonly)
 
     def names(self) -> frozenset[str]:
         """The named databases the environment holds."""
@@ -219,7 +225,13 @@ class LmdbEnvironment:
                 initialize(Txn(txn, opened, write=True))
             self._dbs.update(opened)
 
-        self._raw(open_all, write=True, action="opening databases")
+        if not self.readonly:
+            self._raw(open_all, write=True, action="opening databases")
+            return
+        # py-lmdb opens handles of a read-only environment in its own transaction.
+        with self._gate.shared(), _translated("opening databases", self.path):
+            env = self._require_open()
+            self._dbs.update({name: env.open_db(name.encode(), create=False) for name in names})
 
     def read(self, fn: Callable[[Txn], T], *, only: Iterable[str] | None = None) -> T:
         """Run ``fn`` in one read transaction (a consistent snapshot)."""
@@ -280,10 +292,16 @@ class LmdbEnvironment:
 
     def _raw(self, fn: Callable[[lmdb.Transaction[bytes]], T], *, write: bool, action: str) -> T:
         """Run ``fn`` in a transaction; map errors except MapFullError (``write`` retries)."""
-        with self._gate.shared():
-            env = self._require_open()
-            with _translated(action, self.path), env.begin(write=write) as txn:
-                return fn(txn)
+        while True:
+            try:
+                with self._gate.shared():
+                    env = self._require_open()
+                    with _translated(action, self.path), env.begin(write=write) as txn:
+                        return fn(txn)
+            except lmdb.MapResizedError:
+                # Another process (the live writer) grew the map: adopt its size.
+                with self._gate.exclusive(), _translated("adopting the map size", self.path):
+                    self._require_open().set_mapsize(0)
 
     def _grow(self) -> None:
         with self._gate.exclusive():
@@ -305,10 +323,11 @@ class LmdbEnvironment:
 
 @contextmanager
 def _translated(action: str, path: Path) -> Iterator[None]:
-    """Turn lmdb's exceptions into StoreError subclasses; let MapFullError through."""
+    """Turn lmdb's exceptions into StoreError subclasses; let through the two that
+    callers handle (MapFullError: grow; MapResizedError: adopt the writer's size)."""
     try:
         yield
-    except lmdb.MapFullError:
+    except (lmdb.MapFullError, lmdb.MapResizedError):
         raise
     except _FORMAT_ERRORS as exc:
         raise StoreFormatError(

@@ -27,7 +27,7 @@ from typing import Final, Self, TypeVar
 
 from p2pledger.chain import ZERO_HASH, Block
 from p2pledger.errors import BlockRejected, InvalidBlock, NotFound, StoreError, StoreFormatError
-from p2pledger.store.env import LmdbEnvironment, Txn
+from p2pledger.store.env import MIN_MAP_SIZE, LmdbEnvironment, Txn
 from p2pledger.store.lock import DirectoryLock
 
 __all__ = [
@@ -92,7 +92,7 @@ class LedgerStore:
         *,
         data_dir: Path,
         env: LmdbEnvironment,
-        lock: DirectoryLock,
+        lock: DirectoryLock | None,
         expected_chain_id: bytes | None,
     ) -> None:
         self.data_dir = data_dir
@@ -110,6 +110,7 @@ class LedgerStore:
         create: bool = False,
         expected_chain_id: bytes | None = None,
         initial_map_size: int = DEFAULT_MAP_SIZE,
+        readonly: bool = False,
     ) -> LedgerStore:
         """Open the ledger in ``data_dir``, locking the directory for this store's life.
 
@@ -118,8 +119,13 @@ class LedgerStore:
         the ledger is still empty). Raises StoreLocked if another store has the
         directory open, StoreFormatError for a ledger of another format or chain,
         and StoreError if there is no ledger and ``create`` is false.
+
+        ``readonly`` opens the ledger for reading only, without the directory lock,
+        so an operator can inspect or audit a member's ledger while it runs.
         """
         data_dir = Path(data_dir)
+        if readonly:
+            return cls._open_readonly(data_dir, expected_chain_id)
         if not data_dir.is_dir():
             if not create:
                 raise StoreError(_not_initialized(data_dir, "does not exist"))
@@ -141,12 +147,27 @@ class LedgerStore:
             raise
         return cls(data_dir=data_dir, env=env, lock=lock, expected_chain_id=expected_chain_id)
 
+    @classmethod
+    def _open_readonly(cls, data_dir: Path, expected_chain_id: bytes | None) -> LedgerStore:
+        path = data_dir / LEDGER_DIR
+        if not (path / "data.mdb").is_file():
+            raise StoreError(_not_initialized(data_dir, "holds no ledger"))
+        env = LmdbEnvironment.open(path, create=False, map_size=MIN_MAP_SIZE, readonly=True)
+        try:
+            _check_existing(env, data_dir, path)
+            _check_chain(env, data_dir, expected_chain_id)
+        except BaseException:
+            env.close()
+            raise
+        return cls(data_dir=data_dir, env=env, lock=None, expected_chain_id=expected_chain_id)
+
     def close(self) -> None:
         """Close the ledger and unlock the directory (idempotent)."""
         try:
             self._env.close()
         finally:
-            self._lock.release()
+            if self._lock is not None:
+                self._lock.release()
 
     def __enter__(self) -> Self:
         return self
@@ -384,37 +405,42 @@ def _open_environment(data_dir: Path, *, create: bool, map_size: int) -> LmdbEnv
         raise StoreError(_not_initialized(data_dir, "holds no ledger"))
     env = LmdbEnvironment.open(path, create=create, map_size=map_size)
     try:
-        names = env.names()
-        if not names:
-            if not create:
-                raise StoreError(_not_initialized(data_dir, "holds an empty ledger"))
+        if create and not env.names():
             env.open_dbs(_ALL_DBS, create=True, initialize=_write_format)
             _fsync_dir(path)
             _fsync_dir(data_dir)
             return env
-        if _META not in names:
-            raise StoreFormatError(
-                f"{path} is an LMDB environment but not a p2pledger ledger (its databases: "
-                f"{', '.join(sorted(names))}); point data_dir at a node's data directory"
-            )
-        env.open_dbs([_META], create=False)
-        found = env.read(lambda txn: txn.get(_META, _META_FORMAT))
-        if found != str(FORMAT_VERSION).encode():
-            shown = "none" if found is None else found.decode("ascii", "replace")
-            raise StoreFormatError(
-                f"the ledger in {path} has format version {shown}; this p2pledger reads "
-                f"version {FORMAT_VERSION}: use the p2pledger release that wrote it"
-            )
-        missing = set(_ALL_DBS) - names
-        if missing:
-            raise StoreFormatError(
-                _damaged(data_dir, f"databases {', '.join(sorted(missing))} are missing")
-            )
-        env.open_dbs(_ALL_DBS, create=False)
+        _check_existing(env, data_dir, path)
     except BaseException:
         env.close()
         raise
     return env
+
+
+def _check_existing(env: LmdbEnvironment, data_dir: Path, path: Path) -> None:
+    """Check an existing environment is a ledger of our format; open its databases."""
+    names = env.names()
+    if not names:
+        raise StoreError(_not_initialized(data_dir, "holds an empty ledger"))
+    if _META not in names:
+        raise StoreFormatError(
+            f"{path} is an LMDB environment but not a p2pledger ledger (its databases: "
+            f"{', '.join(sorted(names))}); point data_dir at a node's data directory"
+        )
+    env.open_dbs([_META], create=False)
+    found = env.read(lambda txn: txn.get(_META, _META_FORMAT))
+    if found != str(FORMAT_VERSION).encode():
+        shown = "none" if found is None else found.decode("ascii", "replace")
+        raise StoreFormatError(
+            f"the ledger in {path} has format version {shown}; this p2pledger reads "
+            f"version {FORMAT_VERSION}: use the p2pledger release that wrote it"
+        )
+    missing = set(_ALL_DBS) - names
+    if missing:
+        raise StoreFormatError(
+            _damaged(data_dir, f"databases {', '.join(sorted(missing))} are missing")
+        )
+    env.open_dbs(_ALL_DBS, create=False)
 
 
 def _check_chain(env: LmdbEnvironment, data_dir: Path, expected: bytes | None) -> None:

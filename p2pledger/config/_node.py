@@ -1,0 +1,257 @@
+"""node.toml: one member's local settings (identity, files, listeners, logs, limits).
+
+Each institution writes its own node.toml (``p2pledger init`` does); it names the
+member it runs as and points at the shared network.toml. Relative paths are resolved
+against the file's own directory, so a node directory can be moved as a whole.
+Loading checks the file only: reading the key and the network is the caller's job,
+and ``check_node_against_network`` then ties the two together.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import tomli_w
+
+from p2pledger.config._fields import Problems, Table, quote
+from p2pledger.config._files import parse_toml, read_text
+from p2pledger.config._names import read_address, read_name
+from p2pledger.errors import ConfigError, ConfigProblem
+from p2pledger.membership import Network
+
+__all__ = [
+    "LogConfig",
+    "LogFormat",
+    "LogLevel",
+    "NodeConfig",
+    "NodeLimits",
+    "check_node_against_network",
+    "load_node",
+    "node_to_toml",
+    "parse_node",
+]
+
+
+_DEFAULT_API: Final = "127.0.0.1:8401"
+
+
+class LogFormat(enum.StrEnum):
+    """How log lines are written: JSON lines for services, colours for people."""
+
+    JSON = "json"
+    CONSOLE = "console"
+    AUTO = "auto"  # console on a terminal, JSON otherwise
+
+
+class LogLevel(enum.StrEnum):
+    """The least severe level that is logged."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogConfig:
+    """The ``[log]`` table."""
+
+    format: LogFormat = LogFormat.AUTO
+    level: LogLevel = LogLevel.INFO
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeLimits:
+    """The ``[limits]`` table: explicit bounds on what peers and clients can make us hold."""
+
+    max_frame_bytes: int = 4 * 1024 * 1024
+    max_tx_bytes: int = 64 * 1024
+    mempool_max_txs: int = 20_000
+    mempool_max_bytes: int = 64 * 1024 * 1024
+    peer_queue_max_messages: int = 10_000
+    peer_queue_max_bytes: int = 32 * 1024 * 1024
+    handshake_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeConfig:
+    """A checked node.toml; every path is absolute."""
+
+    name: str
+    network: Path
+    key_file: Path
+    data_dir: Path
+    listen: str
+    api: str = _DEFAULT_API
+    log: LogConfig = field(default_factory=LogConfig)
+    limits: NodeLimits = field(default_factory=NodeLimits)
+
+
+_ROOT_KEYS: Final = ("name", "network", "key_file", "data_dir", "listen", "api", "log", "limits")
+_LOG_KEYS: Final = ("format", "level")
+_LIMIT_KEYS: Final = tuple(f.name for f in fields(NodeLimits))
+_DEFAULT_KEY_FILE: Final = "node.key"
+_DEFAULT_DATA_DIR: Final = "data"
+_GENERATED: Final = "<node_to_toml>"
+_TIMEOUT: Final = "handshake_timeout_s"
+_E = TypeVar("_E", bound=enum.StrEnum)
+_HEADER: Final = (
+    "# node.toml: this member's local settings. Relative paths are resolved against\n"
+    "# this file's directory. See config/node.example.toml for what each key means.\n"
+)
+
+
+def load_node(path: Path) -> NodeConfig:
+    """Read and check a node.toml; raise ConfigError listing every problem.
+
+    The key file and the network file it names are not opened here.
+    """
+    problems = Problems(str(path))
+    text = read_text(path, problems)
+    if text is None:
+        raise problems.error()
+    return parse_node(text, source=str(path), base_dir=path.absolute().parent)
+
+
+def parse_node(text: str, *, source: str, base_dir: Path) -> NodeConfig:
+    """Check the text of a node.toml; relative paths are taken from ``base_dir``."""
+    problems = Problems(source)
+    data = parse_toml(text, problems)
+    base = Path(os.path.abspath(base_dir))
+    config = None if data is None else _read_node(Table(data, "", problems, _ROOT_KEYS), base)
+    if config is None or problems:
+        raise problems.error()
+    return config
+
+
+def node_to_toml(config: NodeConfig, *, relative_to: Path | None = None) -> str:
+    """The node.toml text of ``config``; ConfigError if it would not load back.
+
+    Paths are written relative to ``relative_to`` (the directory the file will be
+    saved in) when it is given, and absolute otherwise.
+    """
+    base = Path(os.path.abspath(relative_to)) if relative_to is not None else None
+    top: dict[str, Any] = {
+        "name": config.name,
+        "network": _path_text(config.network, base),
+        "key_file": _path_text(config.key_file, base),
+        "data_dir": _path_text(config.data_dir, base),
+        "listen": config.listen,
+        "api": config.api,
+        "log": {"format": config.log.format.value, "level": config.log.level.value},
+        "limits": {k: getattr(config.limits, k) for k in _LIMIT_KEYS},
+    }
+    text = _HEADER + "\n" + tomli_w.dumps(top)
+    parse_node(text, source=_GENERATED, base_dir=base or Path("/"))  # never write what won't load
+    return text
+
+
+def check_node_against_network(node: NodeConfig, network: Network, source: str) -> None:
+    """Raise ConfigError unless the node's name is a member of ``network``."""
+    if network.member(node.name) is not None:
+        return
+    names = ", ".join(m.name for m in network.members) or "none"
+    reason = (
+        f"{quote(node.name)} is not a member of chain {quote(network.chain_name)} "
+        f"(network file {node.network}); its members are: {names}"
+    )
+    raise ConfigError([ConfigProblem(source, "name", reason)])
+
+
+def _path_text(path: Path, base: Path | None) -> str:
+    if base is None:
+        return str(path)
+    try:
+        return os.path.relpath(path, base)
+    except ValueError:  # pragma: no cover - another drive on Windows
+        return str(path)
+
+
+def _read_node(root: Table, base: Path) -> NodeConfig | None:
+    name = read_name(root, "name")
+    network = _read_path(root, "network", base)
+    key_file = _read_path(root, "key_file", base, default=_DEFAULT_KEY_FILE)
+    data_dir = _read_path(root, "data_dir", base, default=_DEFAULT_DATA_DIR)
+    listen = read_address(root, "listen")
+    api = read_address(root, "api", default=_DEFAULT_API)
+    log = _read_log(root.table("log", _LOG_KEYS))
+    limits = _read_limits(root.table("limits", _LIMIT_KEYS))
+    if (
+        root.problems
+        or name is None
+        or network is None
+        or key_file is None
+        or data_dir is None
+        or listen is None
+        or api is None
+        or log is None
+        or limits is None
+    ):
+        return None
+    return NodeConfig(
+        name=name,
+        network=network,
+        key_file=key_file,
+        data_dir=data_dir,
+        listen=listen,
+        api=api,
+        log=log,
+        limits=limits,
+    )
+
+
+def _read_path(t: Table, key: str, base: Path, *, default: str | None = None) -> Path | None:
+    text = t.string(key, default=default)
+    if text is None:
+        return None
+    if not text or "\0" in text:
+        t.problem(key, f"{quote(text)} is not a usable path")
+        return None
+    return Path(os.path.normpath(base / text))
+
+
+def _read_choice(t: Table, key: str, kind: type[_E], default: _E) -> _E | None:
+    text = t.string(key, default=default.value)
+    if text is None:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        allowed = ", ".join(f'"{e.value}"' for e in kind)
+        t.problem(key, f"{quote(text)} is not one of {allowed}")
+        return None
+
+
+def _read_log(t: Table | None) -> LogConfig | None:
+    if t is None:
+        return None
+    fmt = _read_choice(t, "format", LogFormat, LogFormat.AUTO)
+    level = _read_choice(t, "level", LogLevel, LogLevel.INFO)
+    if fmt is None or level is None:
+        return None
+    return LogConfig(format=fmt, level=level)
+
+
+def _read_limits(t: Table | None) -> NodeLimits | None:
+    if t is None:
+        return None
+    d = NodeLimits()
+    ints = {k: t.integer(k, default=getattr(d, k)) for k in _LIMIT_KEYS if k != _TIMEOUT}
+    timeout = t.number(_TIMEOUT, default=d.handshake_timeout_s)
+    values = {k: v for k, v in ints.items() if v is not None}
+    if timeout is None or len(values) != len(ints):
+        return None
+    tx = values["max_tx_bytes"]
+    ok = True
+    for bound in ("max_frame_bytes", "mempool_max_bytes"):
+        if tx > values[bound]:
+            t.problem(
+                "max_tx_bytes",
+                f"{tx} is more than {bound} ({values[bound]}); one transaction must fit in it",
+            )
+            ok = False
+    return NodeLimits(**values, handshake_timeout_s=timeout) if ok else None

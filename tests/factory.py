@@ -23,6 +23,8 @@ def seeded_key(label: str) -> SigningKey:
 class TestNetwork:
     """A network of ``n`` voters, one admin and one user each, and one fund."""
 
+    __test__ = False  # a helper, not a test class
+
     n: int = 3
     node_keys: list[SigningKey] = field(default_factory=list)
     admin_keys: list[SigningKey] = field(default_factory=list)

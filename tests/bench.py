@@ -1,0 +1,146 @@
+"""``make bench``: the project's benchmarks, measured in one run with their baselines.
+
+Each section prints a table and adds its figures to ``bench-results/bench.json``.
+Ratios against a bound measured in the same run matter more than absolute numbers
+on a shared, noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from p2pledger.audit import audit_data_dir
+from p2pledger.chain import Block, Transaction
+from p2pledger.crypto import SigningKey
+from p2pledger.ledger import Ledger
+from p2pledger.store import LedgerStore
+from tests.factory import GENESIS_TIME_MS, TestNetwork
+
+console = Console()
+RESULTS = Path("bench-results")
+
+
+def ed25519_verify_rate(threads: int, count: int = 8000) -> float:
+    """Raw Ed25519 verifications per second with ``threads`` busy threads."""
+    key = SigningKey.generate()
+    msgs = [(i.to_bytes(8, "big") * 24) for i in range(count)]
+    sigs = [key.sign(m) for m in msgs]
+    pub = key.public_key
+
+    def work(lo: int, hi: int) -> None:
+        for i in range(lo, hi):
+            pub.verify(msgs[i], sigs[i])
+
+    step = count // threads
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda i: work(i * step, (i + 1) * step), range(threads)))
+    return step * threads / (time.perf_counter() - started)
+
+
+def make_blocks(net: TestNetwork, blocks: int, txs_per_block: int) -> list[Block]:
+    """A valid chain (with real state roots) of ``blocks`` blocks of notary anchors."""
+    tmp = Path(tempfile.mkdtemp(prefix="p2pledger-bench-"))
+    try:
+        with Ledger.create(tmp / "data", net.network) as ledger:
+            out = [ledger.tip]
+            nonce = 0
+            for height in range(1, blocks + 1):
+                txs: list[Transaction] = []
+                for _ in range(txs_per_block):
+                    nonce += 1
+                    txs.append(net.tx(nonce, user=nonce % net.n))
+                block = ledger.propose(
+                    txs, key=net.node_keys[0], time_ms=GENESIS_TIME_MS + height, term=1
+                )
+                ledger.commit(block, verified_tx_ids={t.id for t in txs})
+                out.append(block)
+            return out
+    finally:
+        shutil.rmtree(tmp)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - started, value
+
+
+def bench_foundation(blocks: int, txs_per_block: int) -> dict[str, Any]:
+    cores = os.cpu_count() or 1
+    net = TestNetwork(n=3)
+    console.print(f"building {blocks} blocks of {txs_per_block} signed transactions…")
+    chain = make_blocks(net, blocks, txs_per_block)
+    n_txs = blocks * txs_per_block
+    tmp = Path(tempfile.mkdtemp(prefix="p2pledger-bench-"))
+    try:
+        data = tmp / "data"
+        with LedgerStore.open(data, create=True) as store:
+            store.append_block(chain[0])
+            secs, _ = timed(lambda: [store.append_block(b) for b in chain[1:]])
+        appends_per_s = blocks / secs
+
+        data2 = tmp / "data2"
+        ledger = Ledger.create(data2, net.network)
+        with ledger:
+            commit_secs, _ = timed(lambda: [ledger.commit(b) for b in chain[1:]])
+        commit_tx_per_s = n_txs / commit_secs
+
+        raw_1 = ed25519_verify_rate(1)
+        raw_all = ed25519_verify_rate(cores)
+        audit_secs, report = timed(lambda: audit_data_dir(data))
+        assert report.ok, report.error
+        audit_tx_per_s = n_txs / audit_secs
+    finally:
+        shutil.rmtree(tmp)
+    return {
+        "blocks": blocks,
+        "txs_per_block": txs_per_block,
+        "cores": cores,
+        "durable_appends_per_s": appends_per_s,
+        "durable_append_tx_per_s": appends_per_s * txs_per_block,
+        "commit_tx_per_s": commit_tx_per_s,
+        "audit_tx_per_s": audit_tx_per_s,
+        "ed25519_verify_per_s_1_core": raw_1,
+        "ed25519_verify_per_s_all_cores": raw_all,
+        "audit_vs_raw_all_cores": audit_tx_per_s / raw_all,
+        "audit_vs_raw_1_core": audit_tx_per_s / raw_1,
+    }
+
+
+def show(title: str, figures: dict[str, Any]) -> None:
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for k, v in figures.items():
+        table.add_row(k, f"{v:,.2f}" if isinstance(v, float) else str(v))
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--blocks", type=int, default=40)
+    parser.add_argument("--txs-per-block", type=int, default=500)
+    args = parser.parse_args()
+    results: dict[str, Any] = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    results["foundation"] = bench_foundation(args.blocks, args.txs_per_block)
+    show("foundation: store, audit and Ed25519", results["foundation"])
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    console.print(f"results written to {RESULTS / 'bench.json'}")
+
+
+if __name__ == "__main__":
+    main()

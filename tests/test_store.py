@@ -7,9 +7,7 @@ import dataclasses
 import hashlib
 import os
 import random
-import select
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -36,11 +34,10 @@ from p2pledger.store import LEDGER_DIR, LOCK_FILE, LedgerStore, Txn
 from p2pledger.store.env import LmdbEnvironment
 from p2pledger.store.ledger import _prefix_end
 from tests import factory
+from tests.procs import LINE_TIMEOUT, Lines, start_module, stop
 from tests.store_writer import filler
 
-ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
-LINE_TIMEOUT = 30.0
 
 NET = factory.TestNetwork()
 OTHER_NET = factory.TestNetwork(n=4)
@@ -95,55 +92,7 @@ def store(tmp_path: Path) -> Iterator[LedgerStore]:
 
 
 def start_helper(*args: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.store_writer", *args],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> str:
-    """Kill ``proc`` if it still runs, reap it, and return what it wrote on stderr."""
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=LINE_TIMEOUT)
-    err = b""
-    if proc.stderr is not None and not proc.stderr.closed:
-        err = proc.stderr.read()
-    for pipe in (proc.stdin, proc.stdout, proc.stderr):
-        if pipe is not None:
-            pipe.close()
-    return err.decode(errors="replace")
-
-
-class Lines:
-    """Lines from a child's stdout, each awaited with a deadline (no sleeps)."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        self._fd = proc.stdout.fileno()
-        self._buffer = b""
-        self._eof = False
-
-    def next(self, deadline: float) -> str | None:
-        """The next line; None at end of output; TimeoutError once ``deadline`` passes."""
-        while b"\n" not in self._buffer:
-            if self._eof:
-                return None
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("no line from the child before the deadline")
-            ready, _, _ = select.select([self._fd], [], [], remaining)
-            if ready:
-                chunk = os.read(self._fd, 65536)
-                self._eof = not chunk
-                self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return line.decode()
+    return start_module("tests.store_writer", *args)
 
 
 def check_ledger(store: LedgerStore, acknowledged: int, txs_per_block: int) -> int:

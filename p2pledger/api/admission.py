@@ -1,0 +1,48 @@
+"""The stateless entry checks of a submitted transaction, with the API's reason codes.
+
+Why here: the reason codes are part of the API contract (``errors.ENTRY_REASONS``),
+and every ``LedgerService`` should give the same code for the same fault. A service
+calls ``check_entry`` and then adds what needs its own state: "already_committed"
+(the transaction index) and "already_pending" (the mempool).
+
+The checks run cheapest first, which fixes the code a transaction with several faults
+gets: size ("too_large"), encoding ("malformed"), chain ("wrong_chain"), signer
+("unknown_signer"), then the Ed25519 signature ("bad_signature"). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from p2pledger.api.errors import TxRejected
+from p2pledger.chain import Transaction
+from p2pledger.chain.tx import MAX_TX_SIZE, TX_LIMITS
+from p2pledger.errors import InvalidTransaction
+from p2pledger.membership import Network
+
+__all__ = ["check_entry"]
+
+
+def check_entry(
+    raw: bytes, *, chain_id: bytes, network: Network, max_tx_bytes: int = MAX_TX_SIZE
+) -> Transaction:
+    """Decode and check ``raw``; return the transaction or raise ``TxRejected``."""
+    if len(raw) > max_tx_bytes:
+        raise TxRejected("too_large", f"the transaction is {len(raw)} bytes, over {max_tx_bytes}")
+    try:
+        tx = Transaction.decode(raw, limits=dataclasses.replace(TX_LIMITS, max_size=max_tx_bytes))
+    except InvalidTransaction as exc:
+        raise TxRejected("malformed", str(exc)) from exc
+    if tx.chain_id != chain_id:
+        raise TxRejected(
+            "wrong_chain",
+            f"the transaction is for chain {tx.chain_id.hex()[:16]}…, "
+            f"this ledger is {chain_id.hex()[:16]}…",
+        )
+    if not network.is_user(tx.signer):
+        raise TxRejected("unknown_signer", f"{tx.signer.hex} is not a registered user key")
+    try:
+        tx.verify_signature()
+    except InvalidTransaction as exc:
+        raise TxRejected("bad_signature", str(exc)) from exc
+    return tx

@@ -1,0 +1,1 @@
+"""Tests of the member transport (p2pledger.wire) and its crypto (kx, aead)."""

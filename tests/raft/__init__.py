@@ -1,0 +1,1 @@
+"""Tests of the Raft ordering core: unit, scripted, scenario and seeded simulation."""

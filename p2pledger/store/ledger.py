@@ -62,6 +62,8 @@ _ALL_DBS: Final = (_BLOCKS, _HASHES, _TXS, _META, _STATE, *RESERVED_DBS)
 _META_FORMAT: Final = b"format_version"
 _META_CHAIN: Final = b"chain_id"
 _META_TIP: Final = b"tip"
+_META_APPLIED: Final = b"raft_applied"
+_META_RAFT_INDEX: Final = b"raft_index/"
 _NO_WRITES: Final[Mapping[bytes, bytes | None]] = MappingProxyType({})
 _PAGE: Final = 64
 
@@ -178,11 +180,18 @@ class LedgerStore:
     # --- writing ---------------------------------------------------------------------
 
     def append_block(
-        self, block: Block, *, state_writes: Mapping[bytes, bytes | None] = _NO_WRITES
+        self,
+        block: Block,
+        *,
+        state_writes: Mapping[bytes, bytes | None] = _NO_WRITES,
+        raft_index: int | None = None,
     ) -> None:
         """Append ``block`` on the tip with its state changes, atomically and durably.
 
-        ``state_writes`` maps state keys to new values (None deletes the key). Raises
+        ``state_writes`` maps state keys to new values (None deletes the key);
+        ``raft_index`` is the index of the Raft entry that carried the block, kept with
+        it so that a restarted member knows what it has applied and a lagging one can
+        be caught up from blocks (the ledger is Raft's snapshot). Raises
         BlockRejected, changing nothing, if the block does not extend the tip of this
         chain or repeats a committed transaction id. Genesis (height 0) records the
         chain id; its one entry is the network description, not a transaction.
@@ -214,6 +223,10 @@ class LedgerStore:
             if height == 0:
                 txn.put(_META, _META_CHAIN, block.hash)
             txn.put(_META, _META_TIP, height_key + block.hash)
+            if raft_index is not None:
+                raft_key = raft_index.to_bytes(8, "big")
+                txn.put(_META, _META_RAFT_INDEX + height_key, raft_key)
+                txn.put(_META, _META_APPLIED, raft_key)
 
         self._env.write(append)
 
@@ -263,6 +276,17 @@ class LedgerStore:
     def tip(self) -> tuple[int, bytes] | None:
         """The height and hash of the last block, or None for an empty ledger."""
         return self._env.read(_read_tip)
+
+    def applied_raft_index(self) -> int:
+        """The Raft index of the entry that carried the last stored block (0: none)."""
+        data = self._env.read(lambda txn: txn.get(_META, _META_APPLIED))
+        return 0 if data is None else int.from_bytes(data, "big")
+
+    def raft_index_of(self, height: int) -> int | None:
+        """The Raft index of the entry that carried block ``height``, if recorded."""
+        key = _META_RAFT_INDEX + _height_key(height)
+        data = self._env.read(lambda txn: txn.get(_META, key))
+        return None if data is None else int.from_bytes(data, "big")
 
     def chain_id(self) -> bytes | None:
         """The chain id (the genesis block's hash), or None before genesis."""

@@ -8,13 +8,15 @@ messages.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+import trio
 
-from p2pledger import __version__, config
+from p2pledger import __version__, config, log
 from p2pledger.audit import AuditReport, audit_data_dir
 from p2pledger.chain import Transaction, chain_id_of
 from p2pledger.chain.receipt import make_receipt, verify_receipt
@@ -22,6 +24,8 @@ from p2pledger.cli_client import register
 from p2pledger.crypto import SigningKey, load_signing_key, write_signing_key
 from p2pledger.errors import NotFound, P2PLedgerError
 from p2pledger.ledger import Ledger
+from p2pledger.node import Node
+from p2pledger.node.systemd import notify
 from p2pledger.store import LedgerStore
 
 EXIT_USER_ERROR = 1
@@ -123,6 +127,45 @@ def init(
         chain_id = ledger.chain_id
     node_file.write_text(config.node_to_toml(node, relative_to=node_dir.resolve()))
     click.echo(f"wrote {node_file}; chain {network.chain_name} id {chain_id.hex()}")
+
+
+# --- the daemon -------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--config",
+    "node_file",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="This member's node.toml.",
+)
+def run(node_file: Path) -> None:
+    """Run this member's daemon until SIGTERM or SIGINT (then stop gracefully)."""
+    node_config = config.load_node(node_file)
+    network = config.load_network(node_config.network)
+    config.check_node_against_network(node_config, network, str(node_file))
+    log.configure(node_config.log.format.value, node_config.log.level.value)
+    log.bind(member=node_config.name)
+    node = Node(node_config, network=network)
+    trio.run(_serve_until_signalled, node)
+
+
+async def _serve_until_signalled(node: Node) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            notify("READY=1")
+
+            async def stop_on_signal() -> None:
+                async for _ in signals:
+                    notify("STOPPING=1")
+                    node.stop()
+                    return
+
+            nursery.start_soon(stop_on_signal)
+            await node.wait_stopped()
+            nursery.cancel_scope.cancel()
 
 
 # --- offline inspection -------------------------------------------------------------

@@ -10,6 +10,8 @@ issues turn this into a live multi-member network.
 from __future__ import annotations
 
 import hashlib
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +23,9 @@ from rich.table import Table
 
 from p2pledger import config
 from p2pledger.chain import Transaction
-from p2pledger.crypto import SigningKey, load_signing_key
+from p2pledger.client import ApiClient
+from p2pledger.crypto import SigningKey, load_signing_key, write_signing_key
+from p2pledger.errors import P2PLedgerError
 from p2pledger.ledger import Ledger
 from p2pledger.membership import BlockLimits, Fund, Member, Network, Role
 from p2pledger.state import anchor, balance, provenance
@@ -49,10 +53,149 @@ def run(*args: str, cwd: Path) -> str:
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="p2pledger-demo-") as tmp:
-        demo(Path(tmp))
+        demo(Path(tmp) / "offline")
+        live(Path(tmp) / "live")
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def wait_healthy(apis: list[str], *, deadline_s: float) -> None:
+    """Poll each member's /health until all answer 200, or give up."""
+    deadline = time.monotonic() + deadline_s
+    pending = list(apis)
+    while pending:
+        try:
+            if ApiClient(pending[0], timeout_s=2).healthy():
+                pending.pop(0)
+                continue
+        except P2PLedgerError:
+            pass  # not listening yet
+        if time.monotonic() > deadline:
+            raise SystemExit(f"demo: {pending[0]} did not become healthy in {deadline_s:g} s")
+        time.sleep(0.1)
+
+
+def live(root: Path) -> None:
+    """Three members as real daemons: submit through the CLI, see it on all three."""
+    root.mkdir(parents=True)
+    console.rule("three members running p2pledger run, on 127.0.0.1")
+    names = ["central-bank", "relief-agency", "high-court"]
+    ports = free_ports(6)
+    node_keys = []
+    for name in names:
+        run("keygen", "--out", f"{name}.key", cwd=root)
+        node_keys.append(load_signing_key(root / f"{name}.key"))
+    agency, family = SigningKey.generate(), SigningKey.generate()
+    for key, file in ((agency, "agency.key"), (family, "family.key")):
+        write_signing_key(root / file, key)
+    network = Network(
+        chain_name="relief-consortium",
+        genesis_time_ms=int(time.time() * 1000),
+        limits=BlockLimits(batch_timeout_ms=100),
+        members=tuple(
+            Member(
+                name=name,
+                node_key=node_keys[i].public_key,
+                address=f"127.0.0.1:{ports[i]}",
+                role=Role.VOTER,
+                users=(agency.public_key, family.public_key) if i == 1 else (),
+            )
+            for i, name in enumerate(names)
+        ),
+        funds=(Fund(name="relief-2026", issuers=(agency.public_key,)),),
+    )
+    (root / "network.toml").write_text(config.network_to_toml(network))
+    for i, name in enumerate(names):
+        run(
+            "init",
+            "--network",
+            "network.toml",
+            "--name",
+            name,
+            "--key",
+            f"{name}.key",
+            "--dir",
+            name,
+            "--api",
+            f"127.0.0.1:{ports[3 + i]}",
+            cwd=root,
+        )
+    apis = [f"http://127.0.0.1:{ports[3 + i]}" for i in range(3)]
+    procs = []
+    try:
+        for name in names:
+            log = (root / f"{name}.log").open("wb")
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "p2pledger", "run", "--config", f"{name}/node.toml"],
+                    cwd=root,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            log.close()
+        console.print("started 3 daemons; waiting for a leader…")
+        wait_healthy(apis, deadline_s=30)
+        run("status", "--api", apis[0], cwd=root)
+        family_hex = family.public_key.hex
+        run(
+            "submit",
+            "--api",
+            apis[2],
+            "--key",
+            "agency.key",
+            "--op",
+            "fund.issue",
+            "--arg",
+            "fund=relief-2026",
+            "--arg",
+            f"to={family_hex}",
+            "--arg",
+            "amount=500",
+            "--arg",
+            "memo=allocation",
+            cwd=root,
+        )
+        (root / "invoice.txt").write_text("Invoice 2026-0042: 500 units of emergency supplies.\n")
+        run(
+            "anchor",
+            "invoice.txt",
+            "--description",
+            "invoice 2026-0042",
+            "--key",
+            "agency.key",
+            "--api",
+            apis[1],
+            cwd=root,
+        )
+        for api in apis:
+            run("balance", "relief-2026", family_hex, "--api", api, cwd=root)
+        run("verify-anchor", "invoice.txt", "--api", apis[0], "--network", "network.toml", cwd=root)
+        heights = [ApiClient(a).status()["height"] for a in apis]
+        hashes = {ApiClient(a).block(min(heights))["hash"] for a in apis}
+        assert len(hashes) == 1, "members disagree"
+        console.print(f"all three members hold block {min(heights)} with hash {hashes.pop()}")
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=30)
+    for name in names:
+        run("audit", f"{name}/data", cwd=root)
+    console.rule("[green]live demo complete: 3 members agree, every ledger audits clean")
 
 
 def demo(root: Path) -> None:
+    root.mkdir(parents=True)
     console.rule("p2pledger demo: one member, a relief fund and a notarized document")
     node_pub = run("keygen", "--out", "node.key", cwd=root).strip()
     admin = SigningKey.generate()

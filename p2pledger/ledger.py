@@ -103,8 +103,15 @@ class Ledger:
         )
         return block
 
-    def commit(self, block: Block, *, verified_tx_ids: Container[bytes] = _NOTHING) -> ApplyOutcome:
-        """Check, re-execute and durably store ``block`` as the new tip."""
+    def commit(
+        self,
+        block: Block,
+        *,
+        verified_tx_ids: Container[bytes] = _NOTHING,
+        raft_index: int | None = None,
+    ) -> ApplyOutcome:
+        """Check, re-execute and durably store ``block`` as the new tip (with the index
+        of the Raft entry that carried it, when it came through Raft)."""
         outcome = commit_block(
             _StoreView(self.store),
             block,
@@ -113,7 +120,7 @@ class Ledger:
             network=self._network,
             verified_tx_ids=verified_tx_ids,
         )
-        self.store.append_block(block, state_writes=outcome.writes)
+        self.store.append_block(block, state_writes=outcome.writes, raft_index=raft_index)
         self._tip = block
         return outcome
 

@@ -1,0 +1,143 @@
+"""The node seen by the HTTP API: ``LedgerService`` on top of a running ``Node``.
+
+Reads that touch LMDB run in worker threads; ``status`` and ``healthy`` read only
+what the node holds in memory.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from p2pledger.api.errors import MempoolFull as ApiMempoolFull
+from p2pledger.api.service import NodeStatus, PeerStatus, TxStatus
+from p2pledger.chain import Block
+from p2pledger.chain.receipt import make_receipt
+from p2pledger.errors import NotFound
+from p2pledger.gossip import MempoolFull
+from p2pledger.raft import Role
+from p2pledger.state import AnchorRecord, Lot, anchor, balance, provenance
+
+if TYPE_CHECKING:
+    from p2pledger.ledger import Ledger
+    from p2pledger.node.runtime import Node
+
+__all__ = ["NodeService"]
+
+
+class NodeService:
+    """Implements ``p2pledger.api.service.LedgerService`` for a ``Node``."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    @property
+    def _ledger(self) -> Ledger:
+        ledger = self._node.ledger
+        if ledger is None:
+            raise NotFound("the ledger is not open yet")
+        return ledger
+
+    async def submit(self, raw: bytes) -> bytes:
+        try:
+            return await self._node.submit(raw)
+        except MempoolFull as exc:
+            raise ApiMempoolFull(exc.retry_after_s) from exc
+
+    async def wait_committed(self, tx_id: bytes) -> TxStatus:
+        await self._node.wait_committed(tx_id)
+        return await self.tx_status(tx_id)
+
+    async def tx_status(self, tx_id: bytes) -> TxStatus:
+        store = self._ledger.store
+
+        def read() -> TxStatus | None:
+            where = store.tx_location(tx_id)
+            if where is None:
+                return None
+            height, index = where
+            block = store.block(height)
+            return TxStatus.committed(
+                tx_id, height=height, index=index, result=block.results[index]
+            )
+
+        status = await trio.to_thread.run_sync(read)
+        if status is not None:
+            return status
+        if tx_id in self._node.mempool:
+            return TxStatus.pending(tx_id)
+        return TxStatus.unknown(tx_id)
+
+    async def block(self, height: int | None) -> Block:
+        store = self._ledger.store
+
+        def read() -> Block:
+            if height is None:
+                tip = store.tip()
+                if tip is None:
+                    raise NotFound("the ledger is empty")
+                return store.block(tip[0])
+            return store.block(height)
+
+        return await trio.to_thread.run_sync(read)
+
+    async def receipt(self, tx_id: bytes) -> dict[str, Any]:
+        store = self._ledger.store
+
+        def read() -> dict[str, Any]:
+            where = store.tx_location(tx_id)
+            if where is None:
+                raise NotFound(f"transaction {tx_id.hex()} is not committed")
+            return make_receipt(store.block(where[0]), where[1])
+
+        return await trio.to_thread.run_sync(read)
+
+    async def balance(self, fund: str, account: bytes) -> tuple[int, list[Lot]]:
+        if self._node.network.fund(fund) is None:
+            raise NotFound(f"there is no fund {fund!r}")
+        view = self._ledger.state_view()
+
+        def read() -> tuple[int, list[Lot]]:
+            return balance(view, fund, account), provenance(view, fund, account)
+
+        return await trio.to_thread.run_sync(read)
+
+    async def anchor(self, digest: bytes) -> AnchorRecord | None:
+        view = self._ledger.state_view()
+        return await trio.to_thread.run_sync(anchor, view, digest)
+
+    def status(self) -> NodeStatus:
+        node = self._node
+        ordering = node.ordering
+        stats = ordering.statistics() if ordering is not None else None
+        if node.role.value == "observer":
+            role = "observer"
+        elif stats is None:
+            role = "starting"
+        else:
+            role = (
+                "candidate"
+                if stats.role in (Role.CANDIDATE, Role.PRE_CANDIDATE)
+                else (stats.role.value)
+            )
+        connected = node.peers.connected_peers() if node.peers is not None else frozenset()
+        peers = tuple(
+            PeerStatus(name=m.name, connected=m.name in connected)
+            for m in node.network.members
+            if m.name != node.name
+        )
+        height = node.ledger.tip.height if node.ledger is not None else 0
+        return NodeStatus(
+            member=node.name,
+            role=role,
+            chain_name=node.network.chain_name,
+            chain_id=node.chain_id,
+            height=height,
+            term=stats.term if stats is not None else 0,
+            leader=stats.lead if stats is not None else None,
+            peers=peers,
+        )
+
+    def healthy(self) -> bool:
+        return self._node.healthy()

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import trio
 from rich.console import Console
 from rich.table import Table
 
@@ -26,7 +27,11 @@ from p2pledger.chain import Block, Transaction
 from p2pledger.crypto import SigningKey
 from p2pledger.ledger import Ledger
 from p2pledger.store import LedgerStore
+from tests.bench_cluster import run_steps as run_cluster_steps
 from tests.factory import GENESIS_TIME_MS, TestNetwork
+from tests.raft.bench_core import bench as bench_raft_core
+from tests.wire.bench_wire import report as bench_wire_report
+from tests.wire.bench_wire import run as bench_wire_run
 
 console = Console()
 RESULTS = Path("bench-results")
@@ -129,14 +134,89 @@ def show(title: str, figures: dict[str, Any]) -> None:
     console.print(table)
 
 
+def bench_wire() -> dict[str, Any]:
+    """Member transport over one loopback connection, plain framing as the base."""
+    results = trio.run(bench_wire_run, False)
+    console.print(bench_wire_report(results))
+    return {
+        f"{r.mode}_{r.size}B": {
+            "msgs_per_s": r.rate,
+            "mb_per_s": r.count * r.size / r.seconds / 1e6,
+        }
+        for r in results
+    }
+
+
+def bench_raft() -> dict[str, Any]:
+    """The pure Raft core in an in-memory 3-member cluster (no I/O)."""
+    out: dict[str, Any] = {}
+    for use_codec in (False, True):
+        for size, count in ((1024, 50_000), (256 * 1024, 2_000)):
+            r = bench_raft_core(size, count, use_codec=use_codec)
+            key = f"{size // 1024}KiB{'_codec' if use_codec else ''}"
+            out[key] = {"entries_per_s": r.per_second, "mib_per_s": r.per_second * size / 2**20}
+    show("raft core: committed entries per second", {k: v["entries_per_s"] for k, v in out.items()})
+    return out
+
+
+def bench_cluster(rates: list[int]) -> dict[str, Any]:
+    """Three members as processes under rising open-loop load."""
+    raw_1 = ed25519_verify_rate(1)
+    rows = run_cluster_steps(rates)
+    table = Table(title="3 members on 127.0.0.1: open-loop load")
+    for col in ("offered/s", "accepted", "rejected", "committed/s", "p50 ≤", "p99 ≤"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            str(r["offered_per_s"]),
+            str(r["accepted"]),
+            str(r["rejected"] + r["errors"]),
+            f"{r['committed_per_s']:,.0f}",
+            f"{r['p50_s']}",
+            f"{r['p99_s']}",
+        )
+    console.print(table)
+    ok = [
+        r
+        for r in rows
+        if r["p99_s"] is not None
+        and r["p99_s"] <= 1.0
+        and r["committed"] >= 0.95 * r["accepted"]
+        and r["accepted"] >= 0.95 * r["offered_per_s"] * 5
+    ]
+    best = max(ok, key=lambda r: r["offered_per_s"]) if ok else None
+    summary = {
+        "steps": rows,
+        "ed25519_verify_per_s_1_core": raw_1,
+        "best_offered_per_s_p99_under_1s": best["offered_per_s"] if best else None,
+        "best_vs_ed25519_1_core": best["offered_per_s"] / raw_1 if best else None,
+    }
+    show("cluster summary", {k: v for k, v in summary.items() if k != "steps"})
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--blocks", type=int, default=40)
     parser.add_argument("--txs-per-block", type=int, default=500)
+    parser.add_argument(
+        "--only",
+        choices=["foundation", "wire", "raft", "cluster"],
+        default=None,
+        help="one section",
+    )
+    parser.add_argument("--rates", default="100,250,500,750,1000,1500", help="cluster load steps")
     args = parser.parse_args()
     results: dict[str, Any] = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    results["foundation"] = bench_foundation(args.blocks, args.txs_per_block)
-    show("foundation: store, audit and Ed25519", results["foundation"])
+    if args.only in (None, "foundation"):
+        results["foundation"] = bench_foundation(args.blocks, args.txs_per_block)
+        show("foundation: store, audit and Ed25519", results["foundation"])
+    if args.only in (None, "wire"):
+        results["wire"] = bench_wire()
+    if args.only in (None, "raft"):
+        results["raft"] = bench_raft()
+    if args.only in (None, "cluster"):
+        results["cluster"] = bench_cluster([int(r) for r in args.rates.split(",")])
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
     console.print(f"results written to {RESULTS / 'bench.json'}")

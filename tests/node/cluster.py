@@ -63,6 +63,9 @@ class Cluster:
     apis: dict[str, str] = field(default_factory=dict)
     network: Network | None = None
     nonce: int = 0
+    limits: BlockLimits = field(
+        default_factory=lambda: BlockLimits(max_transactions=50, batch_timeout_ms=50)
+    )
 
     def __post_init__(self) -> None:
         ports = free_ports(2 * self.n)
@@ -81,7 +84,7 @@ class Cluster:
         self.network = Network(
             chain_name="cluster-test",
             genesis_time_ms=GENESIS_TIME_MS,
-            limits=BlockLimits(max_transactions=50, batch_timeout_ms=50),
+            limits=self.limits,
             members=members,
             funds=(Fund(name="relief", issuers=(self.users[0].public_key,)),),
         )

@@ -148,6 +148,7 @@ def run(node_file: Path) -> None:
     log.configure(node_config.log.format.value, node_config.log.level.value)
     log.bind(member=node_config.name)
     node = Node(node_config, network=network)
+    log.add_live_fields(node.log_fields)
     trio.run(_serve_until_signalled, node)
 
 

@@ -9,9 +9,12 @@ committing it (its ``p2pledger_commit_latency_seconds`` histogram), read from
 
 from __future__ import annotations
 
+import http.client
+import json
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +23,6 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from p2pledger.chain import Transaction
-from p2pledger.errors import P2PLedgerError
 from p2pledger.membership import BlockLimits
 from tests.node.cluster import Cluster
 
@@ -59,22 +61,37 @@ def quantile(deltas: dict[float, float], total: float, q: float) -> float:
 
 
 def offer(cluster: Cluster, txs: list[Transaction], rate: float) -> dict[str, int]:
-    """Submit ``txs`` open-loop at ``rate`` per second; count the answers."""
+    """Submit ``txs`` open-loop at ``rate`` per second; count the answers. Each client
+    thread keeps one HTTP/1.1 connection per member, as a real client would."""
     outcome = {"accepted": 0, "rejected": 0, "errors": 0}
     lock = threading.Lock()
     start = time.monotonic() + 0.2
     names = cluster.names
+    local = threading.local()
+
+    def connection(name: str) -> http.client.HTTPConnection:
+        conns = getattr(local, "conns", None)
+        if conns is None:
+            conns = local.conns = {}
+        if name not in conns:
+            url = urllib.parse.urlsplit(cluster.apis[name])
+            conns[name] = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+        return conns[name]  # type: ignore[no-any-return]
 
     def send(i: int) -> None:
         delay = start + i / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)  # the schedule of an open-loop load, not a wait on state
+        name = names[i % len(names)]
+        body = json.dumps({"tx": txs[i].raw.hex()})
         try:
-            cluster.api(names[i % len(names)]).submit(txs[i].raw, wait=False)
-            key = "accepted"
-        except P2PLedgerError:
-            key = "rejected"
+            conn = connection(name)
+            conn.request("POST", "/v1/transactions", body, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            key = "accepted" if response.status == 202 else "rejected"
         except OSError:
+            local.conns.pop(name, None)
             key = "errors"
         with lock:
             outcome[key] += 1

@@ -641,6 +641,15 @@ class Node:
 
     # --- what the API and operators see -----------------------------------------------
 
+    def log_fields(self) -> dict[str, int]:
+        """The term and height to put on every log line."""
+        fields: dict[str, int] = {}
+        if self.ordering is not None:
+            fields["term"] = self.ordering.statistics().term
+        if self.ledger is not None:
+            fields["height"] = self.ledger.tip.height
+        return fields
+
     def healthy(self) -> bool:
         return (
             self.ledger is not None

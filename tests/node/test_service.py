@@ -3,6 +3,7 @@ when it is ready and when it stops, and exits 0 on SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -69,3 +70,7 @@ def test_daemon_notifies_ready_and_stopping_and_exits_zero_on_sigterm(tmp_path: 
             assert sock.recv(64) == b"STOPPING=1"
         finally:
             cluster.close()
+    lines = [json.loads(line) for line in (tmp_path / "net" / "m0.log").read_text().splitlines()]
+    assert lines and all(line["member"] == "m0" for line in lines)  # JSON lines, member bound
+    stopped = next(line for line in lines if line["event"] == "node.stopped")
+    assert stopped["height"] >= 1 and stopped["term"] >= 1

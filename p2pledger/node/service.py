@@ -122,8 +122,9 @@ class NodeService:
                 else (stats.role.value)
             )
         connected = node.peers.connected_peers() if node.peers is not None else frozenset()
+        lags = ordering.lag_by_member() if ordering is not None else {}
         peers = tuple(
-            PeerStatus(name=m.name, connected=m.name in connected)
+            PeerStatus(name=m.name, connected=m.name in connected, lag=lags.get(m.name))
             for m in node.network.members
             if m.name != node.name
         )

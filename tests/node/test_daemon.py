@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from p2pledger.chain import Transaction, chain_id_of
+from p2pledger.client import ApiRequestFailed
+from p2pledger.crypto import SigningKey
+from tests.factory import seeded_key
 from tests.node.cluster import Cluster, wait_until
 
 
@@ -114,3 +118,46 @@ def test_health_reports_the_cluster(cluster: Cluster) -> None:
     )
     assert lags
     wait_until(lambda: "p2pledger_height" in cluster.api("m1").metrics(), "metrics")
+
+
+def test_state_rules_hold_through_the_api_of_a_running_member(cluster: Cluster) -> None:
+    api = cluster.api("m1")
+    issuer, holder = cluster.users[0], cluster.users[1]
+    assert cluster.network is not None
+    chain_id = chain_id_of(cluster.network)
+
+    def send(key: SigningKey, op: str, **args: object) -> dict[str, object]:
+        cluster.nonce += 1
+        tx = Transaction.create(
+            key, chain_id=chain_id, op=op, args=dict(args), nonce=cluster.nonce, time_ms=1
+        )
+        return api.submit(tx.raw, wait=True, timeout_s=20)
+
+    not_issuer = send(
+        holder, "fund.issue", fund="relief", to=holder.public_key.raw, amount=5, memo=""
+    )
+    assert (not_issuer["valid"], not_issuer["reason"]) == (False, "unauthorized_issuer")
+    issued = send(
+        issuer, "fund.issue", fund="relief", to=holder.public_key.raw, amount=100, memo=""
+    )
+    assert issued["valid"] is True
+    overdraft = send(
+        holder,
+        "fund.transfer",
+        fund="relief",
+        to=issuer.public_key.raw,
+        amount=500,
+        memo="",
+        **{"from": holder.public_key.raw},
+    )
+    assert (overdraft["valid"], overdraft["reason"]) == (False, "overdraft")
+    digest = bytes(range(32))
+    assert send(holder, "notary.anchor", digest=digest, description="a")["valid"] is True
+    again = send(issuer, "notary.anchor", digest=digest, description="b")
+    assert (again["valid"], again["reason"]) == (False, "already_anchored")
+    assert api.anchor(digest)["record"]["description"] == "a"  # type: ignore[index]
+    assert api.balance("relief", holder.public_key.raw)["balance"] == 100
+    stranger = seeded_key("not-a-registered-user")
+    with pytest.raises(ApiRequestFailed) as refused:
+        send(stranger, "notary.anchor", digest=bytes(32), description="x")
+    assert refused.value.code == "unknown_signer"

@@ -26,6 +26,7 @@ import trio
 
 from p2pledger.api.admission import check_entry
 from p2pledger.api.app import create_app
+from p2pledger.api.errors import MempoolFull as ApiMempoolFull
 from p2pledger.api.errors import TxRejected
 from p2pledger.api.server import serve_api
 from p2pledger.chain import Block, Transaction, chain_id_of
@@ -302,7 +303,7 @@ class Node:
     async def submit(self, raw: bytes) -> bytes:
         """Entry checks, then the mempool, then gossip; return the transaction id."""
         if not self._accepting:
-            raise MempoolFull("this member is shutting down; submit to another", 5.0)
+            raise ApiMempoolFull(5.0, "this member is shutting down; submit to another member")
         tx = check_entry(
             raw,
             chain_id=self.chain_id,

@@ -109,15 +109,6 @@ class Ordering:
             leader_changes=self._leader_changes,
         )
 
-    def lag_by_member(self) -> dict[str, int]:
-        """As leader: how many log entries each member is behind (one block each,
-        but for no-ops and membership changes). Empty when not leading."""
-        raw = self._raw
-        if raw.role is not Role.LEADER:
-            return {}
-        last = raw.last_index
-        return {name: last - p.match for name, p in raw.status().progress.items()}
-
     @property
     def is_leader(self) -> bool:
         return self._raw.role is Role.LEADER

@@ -43,6 +43,7 @@ from p2pledger.node.ordering import Ordering
 from p2pledger.node.protocol import (
     GOSSIP_TXS,
     RAFT,
+    STATUS_HEIGHT,
     SYNC_BLOCKS,
     SYNC_REQUEST,
     message_types,
@@ -133,6 +134,8 @@ class Node:
         self._stop = trio.Event()
         self._stopped = trio.Event()
         self._catching_up = False
+        #: The last height each other member announced (for status and lag).
+        self.peer_heights: dict[str, int] = {}
         self._sync_replies: trio.MemorySendChannel[tuple[str, Any]] | None = None
         self._nursery: trio.Nursery
         self._log = structlog.get_logger("p2pledger.node", member=self.name)
@@ -226,6 +229,7 @@ class Node:
             nursery.start_soon(self._cutter)
             nursery.start_soon(self._relay_changes)
             nursery.start_soon(self._watch_peers)
+            nursery.start_soon(self._announce_height)
             nursery.start_soon(gossip.run)
             api_stop = trio.Event()
             if self.settings.serve_api:
@@ -268,6 +272,11 @@ class Node:
                     await self._on_gossip(delivery)
                 elif kind == SYNC_REQUEST:
                     nursery.start_soon(self._serve_sync, delivery)
+                elif kind == STATUS_HEIGHT:
+                    height = delivery.message.body.get("height")
+                    if not isinstance(height, int) or height < 0:
+                        raise BadMessage("status.height carries a non-negative height")
+                    self.peer_heights[delivery.peer] = height
                 elif kind == SYNC_BLOCKS and self._sync_replies is not None:
                     with contextlib.suppress(trio.WouldBlock):
                         self._sync_replies.send_nowait((delivery.peer, delivery.message.body))
@@ -291,6 +300,15 @@ class Node:
                     self.ordering.report_unreachable_nowait(member.name)
                     sessions[member.name] = session
             await trio.sleep(self.settings.tick_seconds)
+
+    async def _announce_height(self) -> None:
+        """Tell every member our height once a second (for their status and lag)."""
+        assert self.peers is not None and self.ledger is not None
+        while True:
+            self.peers.broadcast_nowait(
+                Message(type=STATUS_HEIGHT, body={"height": self.ledger.tip.height})
+            )
+            await trio.sleep(1.0)
 
     def _send_raft(self, message: RaftMessage) -> None:
         assert self.peers is not None

@@ -122,13 +122,16 @@ class NodeService:
                 else (stats.role.value)
             )
         connected = node.peers.connected_peers() if node.peers is not None else frozenset()
-        lags = ordering.lag_by_member() if ordering is not None else {}
+        height = node.ledger.tip.height if node.ledger is not None else 0
         peers = tuple(
-            PeerStatus(name=m.name, connected=m.name in connected, lag=lags.get(m.name))
+            PeerStatus(
+                name=m.name,
+                connected=m.name in connected,
+                lag=height - node.peer_heights[m.name] if m.name in node.peer_heights else None,
+            )
             for m in node.network.members
             if m.name != node.name
         )
-        height = node.ledger.tip.height if node.ledger is not None else 0
         return NodeStatus(
             member=node.name,
             role=role,

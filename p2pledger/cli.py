@@ -268,6 +268,40 @@ def block(height: str, data_dir: Path | None, node_file: Path | None, txs: bool)
 
 
 @cli.command()
+@click.argument("data_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--config", "node_file", type=click.Path(path_type=Path), help="A node.toml.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write here instead of standard output.",
+)
+@click.option("--from", "start", type=click.IntRange(min=0), default=0, help="First height.")
+def export(data_dir: Path | None, node_file: Path | None, out: Path | None, start: int) -> None:
+    """Write the ledger as JSON lines: one block a line, from height 0 (or --from) to the
+    tip, each as ``p2pledger block`` prints it. Safe beside a running daemon."""
+    with LedgerStore.open(_resolve_data_dir(data_dir, node_file), readonly=True) as store:
+        tip = store.tip()
+        if tip is None:
+            raise NotFound("the ledger is empty")
+        lines = (
+            json.dumps(b.to_json(), sort_keys=True) + "\n" for b in store.blocks(start, tip[0] + 1)
+        )
+        if out is None:
+            for line in lines:
+                click.echo(line, nl=False)
+            return
+        tmp = out.with_name(out.name + ".part")
+        try:
+            with tmp.open("w") as fh:
+                fh.writelines(lines)
+            tmp.replace(out)
+        except OSError as exc:
+            raise UserError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    click.echo(f"exported heights {start}..{tip[0]} to {out}", err=True)
+
+
+@cli.command()
 @click.argument("tx_id")
 @_data_dir_option
 def tx(tx_id: str, data_dir: Path | None, node_file: Path | None) -> None:

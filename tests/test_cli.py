@@ -304,3 +304,33 @@ def test_unknown_option_is_a_usage_error(run: Callable[..., Outcome]) -> None:
     assert outcome.code == 2
     assert "No such option" in outcome.err
     assert "Traceback" not in outcome.err
+
+
+def test_export_writes_every_block_as_a_json_line(
+    member: tuple[TestNetwork, Path], run: Callable[..., Outcome]
+) -> None:
+    net, root = member
+    data = root / "m0" / "data"
+    blocks = write_blocks(net, data, 3)
+    out = root / "ledger.jsonl"
+    done = run("export", data, "--out", out)
+    assert done.code == 0, done
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [b["header"]["height"] for b in lines] == list(range(len(blocks) + 1))
+    assert [b["hash"] for b in lines[1:]] == [b.hash.hex() for b in blocks]
+    assert lines[2]["tx_ids"] == blocks[1].to_json()["tx_ids"]
+    assert not (root / "ledger.jsonl.part").exists()
+    # to standard output, from a height on
+    tail = run("export", data, "--from", "2")
+    assert [json.loads(x)["header"]["height"] for x in tail.out.splitlines()] == [2, 3]
+
+
+def test_export_mistakes_are_one_line(
+    member: tuple[TestNetwork, Path], run: Callable[..., Outcome]
+) -> None:
+    _, root = member
+    assert_user_error(run("export", root / "nowhere"))
+    data = root / "m0" / "data"
+    assert_user_error(
+        run("export", data, "--out", root / "no-such-dir" / "x.jsonl"), "cannot write"
+    )

@@ -987,6 +987,7 @@ def node_configs(draw: st.DrawFn) -> NodeConfig:
         log=LogConfig(
             format=draw(st.sampled_from(LogFormat)), level=draw(st.sampled_from(LogLevel))
         ),
+        dial=draw(st.dictionaries(names, addresses, max_size=3)),
         limits=NodeLimits(
             max_frame_bytes=frame,
             max_tx_bytes=draw(st.integers(1, min(frame, mempool))),
@@ -1036,3 +1037,40 @@ def test_check_node_against_network() -> None:
     assert (problem.file, problem.key) == (NODE_SRC, "name")
     assert '"bank-a" is not a member of chain "test-chain"' in problem.reason
     assert "its members are: m0, m1, m2" in problem.reason
+
+
+def test_node_dial_table_overrides_addresses() -> None:
+    doc = node_doc() | {"name": "m0", "dial": {"m1": "127.0.0.1:9101", "m2": "[::1]:9102"}}
+    cfg = parse_node(tomli_w.dumps(doc), source=NODE_SRC, base_dir=BASE)
+    assert cfg.dial == {"m1": "127.0.0.1:9101", "m2": "[::1]:9102"}
+    check_node_against_network(cfg, factory.TestNetwork(n=3).network, NODE_SRC)
+    assert parse_node(tomli_w.dumps(node_doc()), source=NODE_SRC, base_dir=BASE).dial == {}
+
+
+@pytest.mark.parametrize(
+    ("dial", "where", "says"),
+    [
+        ({"m1": "no port"}, "dial.m1", "not a valid host:port"),
+        ({"m1": 7401}, "dial.m1", "expected a string"),
+        ({"Bad Name": "127.0.0.1:1"}, "dial.Bad Name", "not a member name"),
+    ],
+)
+def test_node_bad_dial_entries(dial: dict[str, Any], where: str, says: str) -> None:
+    problem = only_problem(node_doc() | {"dial": dial}, node=True)
+    assert problem.key == where and says in problem.reason
+
+
+def test_node_dial_must_be_a_table() -> None:
+    problem = only_problem(node_doc() | {"dial": "127.0.0.1:1"}, node=True)
+    assert problem.key == "dial" and "expected a table [dial]" in problem.reason
+
+
+def test_dial_entries_must_name_other_members() -> None:
+    network = factory.TestNetwork(n=3).network
+    doc = node_doc() | {"name": "m0", "dial": {"m0": "127.0.0.1:1", "m9": "127.0.0.1:2"}}
+    cfg = parse_node(tomli_w.dumps(doc), source=NODE_SRC, base_dir=BASE)
+    with pytest.raises(ConfigError) as info:
+        check_node_against_network(cfg, network, NODE_SRC)
+    reasons = {p.key: p.reason for p in info.value.problems}
+    assert "does not dial itself" in reasons["dial.m0"]
+    assert '"m9" is not a member' in reasons["dial.m9"]

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import enum
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import tomli_w
 
-from p2pledger.config._fields import Problems, Table, quote
+from p2pledger.config._fields import Problems, Table, describe, quote
 from p2pledger.config._files import parse_toml, read_text
-from p2pledger.config._names import read_address, read_name
+from p2pledger.config._names import NAME_PATTERN, read_address, read_name
 from p2pledger.errors import ConfigError, ConfigProblem
 from p2pledger.membership import Network
 
@@ -89,9 +91,22 @@ class NodeConfig:
     api: str = _DEFAULT_API
     log: LogConfig = field(default_factory=LogConfig)
     limits: NodeLimits = field(default_factory=NodeLimits)
+    #: Where to dial a member instead of its network.toml address (member -> host:port):
+    #: a private link, a NAT hairpin, or a test harness's relay. Local to this daemon.
+    dial: Mapping[str, str] = field(default_factory=dict)
 
 
-_ROOT_KEYS: Final = ("name", "network", "key_file", "data_dir", "listen", "api", "log", "limits")
+_ROOT_KEYS: Final = (
+    "name",
+    "network",
+    "key_file",
+    "data_dir",
+    "listen",
+    "api",
+    "log",
+    "limits",
+    "dial",
+)
 _LOG_KEYS: Final = ("format", "level")
 _LIMIT_KEYS: Final = tuple(f.name for f in fields(NodeLimits))
 _DEFAULT_KEY_FILE: Final = "node.key"
@@ -99,6 +114,7 @@ _DEFAULT_DATA_DIR: Final = "data"
 _GENERATED: Final = "<node_to_toml>"
 _TIMEOUT: Final = "handshake_timeout_s"
 _E = TypeVar("_E", bound=enum.StrEnum)
+_NAME: Final = re.compile(NAME_PATTERN)
 _HEADER: Final = (
     "# node.toml: this member's local settings. Relative paths are resolved against\n"
     "# this file's directory. See config/node.example.toml for what each key means.\n"
@@ -145,21 +161,37 @@ def node_to_toml(config: NodeConfig, *, relative_to: Path | None = None) -> str:
         "log": {"format": config.log.format.value, "level": config.log.level.value},
         "limits": {k: getattr(config.limits, k) for k in _LIMIT_KEYS},
     }
+    if config.dial:
+        top["dial"] = dict(sorted(config.dial.items()))
     text = _HEADER + "\n" + tomli_w.dumps(top)
     parse_node(text, source=_GENERATED, base_dir=base or Path("/"))  # never write what won't load
     return text
 
 
 def check_node_against_network(node: NodeConfig, network: Network, source: str) -> None:
-    """Raise ConfigError unless the node's name is a member of ``network``."""
-    if network.member(node.name) is not None:
-        return
+    """Raise ConfigError unless the node's name is a member of ``network`` and every
+    ``[dial]`` entry names another member."""
     names = ", ".join(m.name for m in network.members) or "none"
-    reason = (
-        f"{quote(node.name)} is not a member of chain {quote(network.chain_name)} "
-        f"(network file {node.network}); its members are: {names}"
-    )
-    raise ConfigError([ConfigProblem(source, "name", reason)])
+    problems: list[ConfigProblem] = []
+    if network.member(node.name) is None:
+        reason = (
+            f"{quote(node.name)} is not a member of chain {quote(network.chain_name)} "
+            f"(network file {node.network}); its members are: {names}"
+        )
+        problems.append(ConfigProblem(source, "name", reason))
+    for peer in node.dial:
+        if peer == node.name:
+            problems.append(
+                ConfigProblem(source, f"dial.{peer}", "a member does not dial itself; remove it")
+            )
+        elif network.member(peer) is None:
+            reason = (
+                f"{quote(peer)} is not a member of chain {quote(network.chain_name)}; "
+                f"its members are: {names}"
+            )
+            problems.append(ConfigProblem(source, f"dial.{peer}", reason))
+    if problems:
+        raise ConfigError(problems)
 
 
 def _path_text(path: Path, base: Path | None) -> str:
@@ -180,6 +212,7 @@ def _read_node(root: Table, base: Path) -> NodeConfig | None:
     api = read_address(root, "api", default=_DEFAULT_API)
     log = _read_log(root.table("log", _LOG_KEYS))
     limits = _read_limits(root.table("limits", _LIMIT_KEYS))
+    dial = _read_dial(root)
     if (
         root.problems
         or name is None
@@ -190,6 +223,7 @@ def _read_node(root: Table, base: Path) -> NodeConfig | None:
         or api is None
         or log is None
         or limits is None
+        or dial is None
     ):
         return None
     return NodeConfig(
@@ -201,7 +235,29 @@ def _read_node(root: Table, base: Path) -> NodeConfig | None:
         api=api,
         log=log,
         limits=limits,
+        dial=dial,
     )
+
+
+def _read_dial(root: Table) -> dict[str, str] | None:
+    value = root.raw("dial", required=False)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        root.problem(
+            "dial", f'expected a table [dial] of member = "host:port", got {describe(value)}'
+        )
+        return None
+    t = Table(value, "dial", root.problems, allowed=tuple(value))
+    out: dict[str, str] = {}
+    for peer in value:
+        if not _NAME.fullmatch(peer):
+            t.problem(peer, f"{quote(peer)} is not a member name")
+            continue
+        address = read_address(t, peer)
+        if address is not None:
+            out[peer] = address
+    return out if len(out) == len(value) else None
 
 
 def _read_path(t: Table, key: str, base: Path, *, default: str | None = None) -> Path | None:

@@ -35,7 +35,7 @@ from p2pledger.crypto import SigningKey, load_signing_key
 from p2pledger.errors import BlockRejected, InvalidBlock, LocalError, RemoteError
 from p2pledger.gossip import Mempool, MempoolFull, SeenCache
 from p2pledger.ledger import Ledger
-from p2pledger.membership import Network, Role
+from p2pledger.membership import Member, Network, Role
 from p2pledger.node.environment import Environment
 from p2pledger.node.gossip import Gossip
 from p2pledger.node.metrics import NodeMetrics
@@ -200,6 +200,7 @@ class Node:
             net=self.env.net,
             listen=(listen.host, listen.port),
             rng=self.env.rng,
+            resolve=self._dial_address,
         )
         self.ordering = ordering = Ordering(
             raw=raw,
@@ -257,6 +258,11 @@ class Node:
                 while len(self.mempool) and ordering.statistics().lead is not None:
                     await ordering.wait_changed()
             nursery.cancel_scope.cancel()
+
+    def _dial_address(self, member: Member) -> tuple[str, int]:
+        """Where to dial ``member``: node.toml's ``[dial]`` entry, else its address."""
+        address = parse_address(self.config.dial.get(member.name, member.address))
+        return address.host, address.port
 
     # --- messages from peers ----------------------------------------------------------
 

@@ -43,7 +43,8 @@ per outcome), ``reference`` and ``reference_height``, ``committed_txs``, ``valid
 ``invalid`` (on the reference), ``tips`` (member: height and hash),
 ``pending_committed``, ``pending_lost_with_crash``, ``unknown_committed``,
 ``verdict_mismatch`` (committed answers whose valid flag differs from the ledger's,
-counted per member: not one of DESIGN.md's violations, so only counted),
+counted per member; each is also a ``verdict_mismatch`` violation: a client was told
+something the ledger does not say),
 ``last_fault_end``, ``converged_at``, ``recovery_s`` and ``recovery_bound_s``.
 
 Pure: no I/O, no clock.
@@ -85,6 +86,7 @@ VIOLATION_KINDS: Final = (
     "rejected_committed",
     "dropped_pending",
     "height_mismatch",
+    "verdict_mismatch",
 )
 _KIND_ORDER: Final = {kind: i for i, kind in enumerate(VIOLATION_KINDS)}
 _HEX: Final = re.compile(r"(?:[0-9a-f]{2})*")
@@ -406,8 +408,15 @@ def _tx_findings(
                 if r.height not in heights:
                     what = f"reported committed at height {r.height} by {r.member}, is at {first}"
                     findings.add("height_mismatch", member, tx=tx, height=first, what=what)
-                elif chain[r.height].results[places[heights.index(r.height)][1]][0] != r.valid:
+                elif (ledger := chain[r.height].results[places[heights.index(r.height)][1]][0]) != (
+                    r.valid
+                ):
                     verdict_mismatch += 1
+                    what = (
+                        f"was answered {'valid' if r.valid else 'invalid'} by {r.member}, "
+                        f"the ledger records it {'valid' if ledger else 'invalid'}"
+                    )
+                    findings.add("verdict_mismatch", member, tx=tx, height=first, what=what)
     return verdict_mismatch
 
 

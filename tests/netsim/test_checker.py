@@ -457,12 +457,14 @@ def test_committed_at_another_height_than_reported(world: World) -> None:
     assert f"at height {r.height + 1}" in v.message  # type: ignore[operator]
 
 
-def test_a_committed_answer_with_another_verdict_is_counted(world: World) -> None:
+def test_a_committed_answer_with_another_verdict_is_a_violation(world: World) -> None:
     history = history_of(world.chain)
     i = next(i for i, r in enumerate(history) if r.valid is False)
     history[i] = dataclasses.replace(history[i], valid=True, reason=None)
     verdict = run(world, history=history)
-    assert verdict.ok
+    assert kinds(verdict) == {"verdict_mismatch"}
+    [v] = verdict.violations  # one finding, merged over the members that show it
+    assert v.tx == history[i].id and "answered valid" in v.message
     assert verdict.stats["verdict_mismatch"] == len(MEMBERS)
 
 

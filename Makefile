@@ -23,7 +23,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check p2pledger netsim tests
 	$(BIN)/ruff format --check p2pledger netsim tests
-	$(BIN)/mypy p2pledger
+	$(BIN)/mypy p2pledger netsim
 
 format: $(STAMP)
 	$(BIN)/ruff format p2pledger netsim tests

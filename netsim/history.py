@@ -41,7 +41,7 @@ __all__ = [
 _TX_ID: Final = re.compile(r"[0-9a-f]{64}")
 
 #: Process faults after which a member's mempool is gone (its pending requests may be lost).
-CRASH_FAULTS: Final = frozenset({"kill", "wipe"})
+CRASH_FAULTS: Final = frozenset({"kill", "wipe", "restart"})  # restart: SIGKILL, then start
 
 
 class InvalidRecord(ValueError):

@@ -31,6 +31,9 @@ format: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m p2pledger.demo
+	@echo
+	@echo "== netsim: the same daemons behind netsim's relays, the leader partitioned away and healed =="
+	$(BIN)/netsim run demo
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
@@ -38,8 +41,20 @@ bench: $(STAMP)
 sim: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow tests/raft $(PYTEST_ARGS)
 
+# Every shipped netsim scenario at full length, then the 10-minute random soak; each
+# run's report is kept in chaos-results/<scenario>/. Fails if any verdict is FAIL.
+CHAOS_SCENARIOS ?= smoke leader-loss partition-halves isolate-leader flaky-wan rolling-restart wipe-and-catch-up random-soak
+
 chaos: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+	@rm -rf chaos-results; mkdir -p chaos-results; failed=""; \
+	for s in $(CHAOS_SCENARIOS); do \
+		echo "== netsim run $$s"; \
+		$(BIN)/netsim run $$s --no-progress --workdir chaos-results/$$s > chaos-results/$$s.txt 2>&1 \
+			|| failed="$$failed $$s"; \
+		grep -m1 -E "^(PASS|FAIL)" chaos-results/$$s.txt || tail -3 chaos-results/$$s.txt; \
+	done; \
+	if [ -n "$$failed" ]; then echo "chaos: FAIL:$$failed (see chaos-results/)"; exit 1; fi; \
+	echo "chaos: every scenario passed (reports in chaos-results/)"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

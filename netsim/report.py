@@ -213,6 +213,9 @@ def summarize(
                 "start": started.t if started else 0.0,
                 "end": ended.t if ended else last_t,
             },
+            # the load generator's own counts: offered, sent, skipped (no free client)
+            "workload": dict(ended.data.get("workload") or {}) if ended else {},
+            "resources": dict(ended.data.get("resources") or {}) if ended else {},
             "load": {
                 "start": load_start,
                 "end": load_end,
@@ -270,6 +273,12 @@ def render_text(report: Mapping[str, Any]) -> str:
     figures = ", ".join(f"{k} {_s(lat[k])} s" for k in ("p50", "p90", "p99", "max"))
     lines.append(f"latency (sent->done, committed, n={lat['count']}): {figures}")
     lines.append("outcomes: " + ", ".join(f"{k} {n}" for k, n in report["outcomes"].items()))
+    work = report.get("workload") or {}
+    if work.get("skipped"):
+        lines.append(
+            f"not sent: {work['skipped']} of {work.get('scheduled', '?')} scheduled requests "
+            "found every client busy (raise [workload] clients to offer the full rate)"
+        )
     leaders = report["leaders"]
     lines.append(f"leader changes: {leaders['changes']}")
     for e in leaders["events"]:

@@ -282,3 +282,17 @@ def test_write_report_writes_the_three_files(tmp_path: Path) -> None:
     assert files.text.read_text() == render_text(report)
     assert files.text.read_text().startswith("FAIL")
     assert files.timeline.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_requests_that_found_no_free_client_are_reported() -> None:
+    events = make_events()
+    end = next(e for e in events if e.kind == "run.end")
+    workload = {"scheduled": 500, "sent": 380, "skipped": 120}
+    events[events.index(end)] = Event(t=end.t, kind="run.end", data={"workload": workload})
+    report = summarize(scenario="s", seed=SEED, verdict=PASS, history=make_history(), events=events)
+    assert report["workload"] == workload
+    assert "not sent: 120 of 500 scheduled requests" in render_text(report)
+    quiet = summarize(
+        scenario="s", seed=SEED, verdict=PASS, history=make_history(), events=make_events()
+    )
+    assert "not sent" not in render_text(quiet)

@@ -90,6 +90,41 @@ def _latency(requests: Sequence[Request]) -> dict[str, Any]:
     return out
 
 
+#: Samples taken this soon after the run starts are left out of the idle figures
+#: (the daemons are still starting and the workload funds its accounts).
+IDLE_SETTLE_S: Final = 5.0
+
+
+def resource_figures(events: Sequence[Event]) -> dict[str, Any]:
+    """Per member: the largest resident memory sampled, and the CPU it used while idle
+    (samples from ``IDLE_SETTLE_S`` until the load started: what a member costs when
+    nothing happens, which is what lets a tester run many of them on one machine)."""
+    started = next((e for e in events if e.kind == "run.start"), None)
+    load_start = started.data.get("load_start_s") if started else None
+    samples = [e for e in events if e.kind == "sample" and "resources" in e.data]
+    members: dict[str, Any] = {}
+    for e in samples:
+        for name, r in e.data["resources"].items():
+            m = members.setdefault(name, {"rss_max_bytes": 0, "idle": []})
+            m["rss_max_bytes"] = max(m["rss_max_bytes"], int(r["rss_bytes"]))
+            idle = isinstance(load_start, int | float) and IDLE_SETTLE_S <= e.t <= load_start
+            if idle:
+                m["idle"].append((e.t, float(r["cpu_s"]), int(r["rss_bytes"])))
+    out: dict[str, Any] = {}
+    for name, m in members.items():
+        idle = m["idle"]
+        cpu = None
+        if len(idle) >= 2 and idle[-1][0] > idle[0][0]:
+            cpu = (idle[-1][1] - idle[0][1]) / (idle[-1][0] - idle[0][0])
+        out[name] = {
+            "rss_max_bytes": m["rss_max_bytes"],
+            "idle_rss_bytes": idle[-1][2] if idle else None,
+            "idle_cpu_fraction": cpu,
+            "idle_window_s": (idle[-1][0] - idle[0][0]) if len(idle) >= 2 else None,
+        }
+    return out
+
+
 def _leaders(events: Sequence[Event]) -> dict[str, Any]:
     listed, changes, last = [], 0, None
     for e in events:
@@ -215,7 +250,7 @@ def summarize(
             },
             # the load generator's own counts: offered, sent, skipped (no free client)
             "workload": dict(ended.data.get("workload") or {}) if ended else {},
-            "resources": dict(ended.data.get("resources") or {}) if ended else {},
+            "resources": resource_figures(events),
             "load": {
                 "start": load_start,
                 "end": load_end,
@@ -281,6 +316,18 @@ def render_text(report: Mapping[str, Any]) -> str:
         )
     leaders = report["leaders"]
     lines.append(f"leader changes: {leaders['changes']}")
+    res = report.get("resources") or {}
+    idle = [r["idle_cpu_fraction"] for r in res.values() if r["idle_cpu_fraction"] is not None]
+    if res:
+        rss = [r["rss_max_bytes"] for r in res.values()]
+        mean = sum(rss) / len(rss) / 2**20
+        line = f"members' memory: RSS max {max(rss) / 2**20:.0f} MiB (mean {mean:.0f} MiB)"
+        if idle:
+            line += (
+                f"; CPU at idle: mean {100 * sum(idle) / len(idle):.1f}% of a core, "
+                f"max {100 * max(idle):.1f}%"
+            )
+        lines.append(line)
     for e in leaders["events"]:
         mark = " (change)" if e["change"] else ""
         lines.append(f"  t={e['t']:.3f} {e['leader']} term {e['term']}{mark}")

@@ -76,6 +76,8 @@ __all__ = [
 
 #: Seconds between two samples of the members' status.
 SAMPLE_S: Final = 0.5
+#: Every how many samples the members' memory and CPU time are read too.
+RESOURCE_EVERY: Final = 10
 #: Seconds between two looks at the tips while waiting for convergence.
 TIP_POLL_S: Final = 0.25
 #: How long the cluster may take to start and agree on a leader before t = 0.
@@ -558,6 +560,7 @@ class Sampler:
     leader: str | None = None
     term: int = 0
     statuses: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    count: int = 0
 
     async def sample(self) -> None:
         statuses = await self.cluster.statuses()
@@ -567,7 +570,14 @@ class Sampler:
             for n, s in statuses.items()
         }
         lead, term = agreed_leader(statuses)
-        self.emit("sample", {"heights": dict(self.heights), "leader": lead, "term": term})
+        data: dict[str, Any] = {"heights": dict(self.heights), "leader": lead, "term": term}
+        if self.count % RESOURCE_EVERY == 0:  # memory and CPU of each member, from /proc
+            data["resources"] = {
+                n: {"rss_bytes": r["rss_bytes"], "cpu_s": r["cpu_s"]}
+                for n, r in self.cluster.resources().items()
+            }
+        self.count += 1
+        self.emit("sample", data)
         if lead is not None and (lead, term) != (self.leader, self.term):
             self.emit("leader", {"leader": lead, "term": term})
         if lead is not None:
@@ -786,6 +796,7 @@ async def _run(
             "members": list(cluster.names),
             "duration_s": window,
             "recovery_bound_s": scenario.recovery_bound_s,
+            "load_start_s": w.start_s,
             "schedule": [_planned(e) for e in plan],
             "wall_clock": time.time(),
         },

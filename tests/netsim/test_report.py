@@ -296,3 +296,23 @@ def test_requests_that_found_no_free_client_are_reported() -> None:
         scenario="s", seed=SEED, verdict=PASS, history=make_history(), events=make_events()
     )
     assert "not sent" not in render_text(quiet)
+
+
+def test_memory_and_idle_cpu_per_member() -> None:
+    def probe(t: float, cpu: float, rss_mib: int) -> Event:
+        res = {m: {"rss_bytes": rss_mib * 2**20, "cpu_s": cpu} for m in MEMBERS}
+        return Event(t=t, kind="sample", data={"heights": {}, "resources": res})
+
+    start = Event(
+        t=0.0,
+        kind="run.start",
+        data={"scenario": "s", "seed": SEED, "members": MEMBERS, "load_start_s": 25.0},
+    )
+    # idle from 5 s to 25 s: 0.5 s of CPU over 20 s; then the load doubles memory
+    events = [start, probe(1.0, 0.9, 40), probe(5.0, 1.0, 50), probe(25.0, 1.5, 52)]
+    events += [probe(30.0, 4.0, 100)]
+    report = summarize(scenario="s", seed=SEED, verdict=PASS, history=[], events=events)
+    r = report["resources"]["m0"]
+    assert r["rss_max_bytes"] == 100 * 2**20 and r["idle_rss_bytes"] == 52 * 2**20
+    assert r["idle_cpu_fraction"] == pytest.approx(0.5 / 20)
+    assert "CPU at idle: mean 2.5% of a core" in render_text(report)

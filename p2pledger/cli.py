@@ -21,6 +21,7 @@ from p2pledger.audit import AuditReport, audit_data_dir
 from p2pledger.chain import Transaction, chain_id_of
 from p2pledger.chain.receipt import make_receipt, verify_receipt
 from p2pledger.cli_client import register
+from p2pledger.cli_config import config_group
 from p2pledger.crypto import SigningKey, load_signing_key, write_signing_key
 from p2pledger.errors import NotFound, P2PLedgerError
 from p2pledger.ledger import Ledger
@@ -234,6 +235,7 @@ def _report_json(r: AuditReport) -> dict[str, Any]:
         "invalid": r.invalid,
         "tip_hash": r.tip_hash.hex(),
         "state_root": r.state_root.hex(),
+        "membership_version": r.membership_version,
         "seconds": round(r.seconds, 3),
         "error": None
         if r.error is None
@@ -250,6 +252,7 @@ def _print_report(r: AuditReport) -> None:
         f"({r.valid} valid, {r.invalid} invalid)"
     )
     click.echo(f"  tip {r.tip_hash.hex()}  state root {r.state_root.hex()[:16]}…")
+    click.echo(f"  membership version {r.membership_version} in force at the tip")
     click.echo(f"  {r.seconds:.2f} s, {rate:,.0f} transactions/s")
 
 
@@ -413,3 +416,5 @@ def main(argv: list[str] | None = None) -> NoReturn:
 # The online commands (submit, status, balance, anchor, verify-anchor), clients of a
 # running member's HTTP API.
 register(cli)
+# ``p2pledger config ...``: the membership, and changing it (docs/membership.md).
+cli.add_command(config_group)

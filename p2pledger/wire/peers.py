@@ -225,15 +225,20 @@ class PeerManager:
         resolve: Resolver | None = None,
         listen: tuple[str, int] | None = None,
         rng: random.Random | None = None,
+        name: str | None = None,
+        joining: bool = False,
     ) -> None:
         me = network.member_by_node_key(identity.public_key)
-        if me is None:
+        if me is None and name is None:
             raise LocalProtocolError("this node's key is not a member of the network")
+        if me is None and listen is None:
+            raise LocalProtocolError("a node that is not a member needs a listen address")
         if len(chain_id) != CHAIN_ID_SIZE:
             raise LocalProtocolError(f"a chain id is {CHAIN_ID_SIZE} bytes")
         self._identity = identity
         self._me: Member | None = me
-        self.name = me.name
+        self.name = me.name if me is not None else str(name)
+        self._joining = joining and me is None
         self._network = network
         self._chain_id = chain_id
         self._config = config or TransportConfig()
@@ -258,11 +263,10 @@ class PeerManager:
         self._changed = trio.Event()
         # Unbound lazy logger: structlog's configuration (e.g. capture_logs) applies per call.
         self._log = structlog.get_logger("p2pledger.wire", node=self.name)
-        for member in network.members:
-            if member.name != me.name:
-                self._peers[member.name] = _Peer(
-                    member, self._config, self.metrics.for_peer(member.name)
-                )
+        for member in self._wanted(network, me, joining=self._joining).values():
+            self._peers[member.name] = _Peer(
+                member, self._config, self.metrics.for_peer(member.name)
+            )
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -273,9 +277,12 @@ class PeerManager:
         """
         if self._nursery is not None:
             raise LocalProtocolError("the peer manager is already running")
-        if self._me is None:
+        if self._listen is not None:
+            host, port = self._listen
+        elif self._me is not None:
+            host, port = self._resolve(self._me)
+        else:
             raise LocalProtocolError("this node is no longer a member")
-        host, port = self._listen or self._resolve(self._me)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -298,22 +305,53 @@ class PeerManager:
         """The bound listening port while running."""
         return self._port
 
-    def update_membership(self, network: Network) -> None:
+    @property
+    def identity(self) -> SigningKey:
+        """The node key this manager authenticates with."""
+        return self._identity
+
+    def _wanted(self, network: Network, me: Member | None, *, joining: bool) -> dict[str, Member]:
+        """The members to keep connections to: every other member; while joining (not
+        named yet), every member; once removed (or named under another key), none."""
+        if me is None and not joining:
+            return {}
+        skip = me.name if me is not None else self.name
+        return {m.name: m for m in network.members if m.name != skip}
+
+    def update_membership(
+        self, network: Network, *, identity: SigningKey | None = None, joining: bool = False
+    ) -> None:
         """Apply a new member list: close removed members, dial new ones, no restart.
 
-        A member whose node key changed counts as removed and added again.
+        A member whose node key changed counts as removed and added again. A new
+        ``identity`` (this node's key was rotated) closes every connection, so that
+        each comes back authenticated by the new key. ``joining``: this node is not
+        named yet and keeps dialing every member; otherwise a network that does not
+        name this node's key means it was removed, and every connection closes.
         """
+        rotated = identity is not None and identity.public_key != self._identity.public_key
+        if identity is not None:
+            self._identity = identity
         me = network.member_by_node_key(self._identity.public_key)
         self._network = network
         self._me = me
-        wanted = {m.name: m for m in network.members} if me is not None else {}
-        wanted.pop(me.name if me is not None else "", None)
+        self._joining = joining and me is None
+        if me is not None:
+            self.name = me.name
+        wanted = self._wanted(network, me, joining=self._joining)
         for name, peer in list(self._peers.items()):
             member = wanted.get(name)
             if member is None or member.node_key != peer.member.node_key:
                 self._remove_peer(peer)
             else:
                 peer.member = member
+                if rotated:
+                    if peer.dialing is not None:
+                        peer.dialing.cancel()
+                    if peer.conn is not None:
+                        peer.conn.close("identity_changed")
+        if rotated:
+            self._log.info("transport.identity_changed", key=self._identity.public_key.short)
         for name, member in wanted.items():
             self._removed.discard(member.node_key.raw)
             if name not in self._peers:
@@ -322,7 +360,7 @@ class PeerManager:
                 self._log.info("peer.added", peer=name)
                 if self._nursery is not None:
                     self._start_dialer(peer)
-        if me is None:
+        if me is None and not self._joining:
             self._log.warning("transport.self_removed")
         self._notify()
 

@@ -142,7 +142,7 @@ def _describe(stream: trio.abc.Stream) -> str:
 class _Connection:
     """A live, authenticated connection and the scope that ends it."""
 
-    __slots__ = ("channel", "dialed_by_us", "reason", "scope", "waiting_since")
+    __slots__ = ("channel", "dialed_by_us", "draining", "reason", "scope", "waiting_since")
 
     def __init__(self, channel: SecureChannel, *, dialed_by_us: bool) -> None:
         self.channel = channel
@@ -150,11 +150,19 @@ class _Connection:
         self.scope = trio.CancelScope()
         self.reason: str | None = None
         self.waiting_since: float | None = None  # when the reader began waiting for a frame
+        self.draining = False  # send what is queued, read nothing more, then close
 
     def close(self, reason: str) -> None:
         if self.reason is None:
             self.reason = reason
         self.scope.cancel()
+
+    def drain(self, reason: str, timeout: float) -> None:
+        """Close once the writer has sent what is queued, or after ``timeout``."""
+        if self.reason is None:
+            self.reason = reason
+        self.draining = True
+        self.scope.deadline = min(self.scope.deadline, trio.current_time() + timeout)
 
 
 class _Peer:
@@ -168,6 +176,7 @@ class _Peer:
         "incoming",
         "member",
         "queue",
+        "removed",
         "scope",
         "throttle",
         "throttled",
@@ -181,6 +190,7 @@ class _Peer:
             max_messages=config.send_queue_messages, max_bytes=config.send_queue_bytes
         )
         self.conn: _Connection | None = None
+        self.removed = False  # no longer a member: dial no more
         self.dialing: trio.CancelScope | None = None
         self.incoming = 0  # connections admitted by our verdict, not yet attached
         self.scope = trio.CancelScope()  # the dial loop and the connection it serves
@@ -365,15 +375,21 @@ class PeerManager:
         self._notify()
 
     def _remove_peer(self, peer: _Peer) -> None:
+        """Forget ``peer``: no more dials or sends. What is already queued for it is
+        still written (bounded by ``drain_timeout``), then its connection closes."""
         del self._peers[peer.name]
         self._removed.add(peer.member.node_key.raw)
-        peer.scope.cancel()
+        peer.removed = True
         if peer.dialing is not None:
             peer.dialing.cancel()
-        if peer.conn is not None:
-            peer.conn.close("removed_member")
-        dropped = peer.queue.clear()
-        self._log.info("peer.removed", peer=peer.name, dropped=dropped)
+        queued = len(peer.queue)
+        if peer.conn is not None and queued:
+            peer.conn.drain("removed_member", self._config.drain_timeout)
+        else:
+            peer.scope.cancel()
+            if peer.conn is not None:
+                peer.conn.close("removed_member")
+        self._log.info("peer.removed", peer=peer.name, draining=queued if peer.conn else 0)
 
     # --- sending and receiving ----------------------------------------------------
 
@@ -556,6 +572,8 @@ class PeerManager:
             while True:
                 await peer.disconnected.wait()
                 await trio.sleep(backoff.next_delay())
+                if peer.removed:
+                    return
                 if peer.conn is not None or peer.incoming:
                     continue
                 if await self._dial_once(peer):
@@ -644,6 +662,9 @@ class PeerManager:
                     conn.close("session_exhausted")  # queued messages wait for the next one
                     return
                 batch = peer.queue.take_batch(cfg.batch_bytes, room)
+                if not batch and conn.draining:
+                    conn.close("removed_member")  # everything queued is written
+                    return
                 if not batch:
                     with trio.move_on_after(cfg.heartbeat_interval):
                         await peer.wait_queued()
@@ -700,8 +721,8 @@ class PeerManager:
                     continue
                 counters.received[lane].inc()
                 counters.bytes_received.inc(len(data))
-                if lane is Lane.CONTROL:
-                    continue
+                if lane is Lane.CONTROL or conn.draining:
+                    continue  # (a removed member's messages are no longer delivered)
                 delivery = Delivery(peer=peer.name, message=message, lane=lane, size=len(data))
                 await self._inbox.put(peer.name, delivery, len(data))
         except trio.EndOfChannel:

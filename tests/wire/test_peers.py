@@ -279,6 +279,30 @@ async def test_a_removed_member_closes_everything_and_is_refused() -> None:
     assert any(e["event"] == "transport.self_removed" and e["node"] == "m1" for e in logs)
 
 
+async def test_what_was_queued_for_a_removed_member_is_still_sent_then_it_closes() -> None:
+    net = factory.TestNetwork(3)
+    members = net.network.members
+    later = _network(net, (members[0], members[2]), version=1)
+    async with cluster(3, net=net) as c:
+        m0, m1 = c["m0"].manager, c["m1"].manager
+        with trio.fail_after(5):
+            await m0.wait_connected()
+        for i in range(20):
+            assert m0.send_nowait("m1", consensus(i=i)) is SendOutcome.QUEUED
+        m0.update_membership(later)  # queued before the removal: still written
+        assert m0.send_nowait("m1", consensus(i=99)) is SendOutcome.UNKNOWN_PEER
+        with trio.fail_after(5):
+            got = []
+            while len(got) < 20:
+                delivery = await m1.receive()
+                if delivery.peer == "m0":
+                    got.append(delivery.message.body["i"])
+        assert got == list(range(20))
+        await wait_for(
+            lambda: c["m0"].metric("disconnects_total", peer="m1", reason="removed_member") == 1
+        )
+
+
 async def test_a_rotated_identity_reconnects_under_the_new_key() -> None:
     net = factory.TestNetwork(3)
     members = net.network.members

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from p2pledger.chain import VALID, ZERO_HASH, Block, Transaction, build_block, genesis_block
 from p2pledger.crypto import SigningKey
-from p2pledger.membership import BlockLimits, Fund, Member, Network, Role
+from p2pledger.membership import (
+    CONFIG_UPDATE_OP,
+    BlockLimits,
+    Fund,
+    Member,
+    Network,
+    Proposal,
+    Role,
+    sign_proposal,
+    update_args,
+)
 
 GENESIS_TIME_MS = 1_790_000_000_000
 
@@ -96,3 +108,69 @@ class TestNetwork:
                 proposer=self.node_keys[height % self.n],
             )
             yield parent
+
+
+# --- membership updates ------------------------------------------------------------
+
+
+def edit_member(network: Network, who: str, /, **changes: Any) -> Network:
+    """``network`` with member ``who`` changed (its position kept), version + 1."""
+    members = tuple(
+        dataclasses.replace(m, **changes) if m.name == who else m for m in network.members
+    )
+    assert any(m.name == who for m in network.members), who
+    return dataclasses.replace(network, members=members, version=network.version + 1)
+
+
+def add_member(network: Network, member: Member) -> Network:
+    """``network`` with ``member`` appended, version + 1."""
+    return dataclasses.replace(
+        network, members=(*network.members, member), version=network.version + 1
+    )
+
+
+def remove_member(network: Network, name: str) -> Network:
+    """``network`` without member ``name``, version + 1."""
+    members = tuple(m for m in network.members if m.name != name)
+    return dataclasses.replace(network, members=members, version=network.version + 1)
+
+
+def new_member(label: str, *, port: int, role: Role = Role.VOTER) -> tuple[Member, SigningKey]:
+    """A member named ``label`` with seeded node, admin and user keys; and its node key."""
+    node = seeded_key(f"{label}-node")
+    member = Member(
+        name=label,
+        node_key=node.public_key,
+        address=f"127.0.0.1:{port}",
+        role=role,
+        admins=(seeded_key(f"{label}-admin").public_key,),
+        users=(seeded_key(f"{label}-user").public_key,),
+    )
+    return member, node
+
+
+def config_update(
+    chain_id: bytes,
+    base: Network,
+    new: Network,
+    *,
+    approvers: Sequence[SigningKey],
+    submitter: SigningKey,
+    nonce: int = 1,
+    base_version: int | None = None,
+) -> Transaction:
+    """The ``config.update`` transaction proposing ``new`` after ``base``, approved by
+    ``approvers`` and signed by ``submitter``."""
+    proposal = Proposal(
+        chain_id=chain_id,
+        base_version=base.version if base_version is None else base_version,
+        network=new,
+    ).encode()
+    return Transaction.create(
+        submitter,
+        chain_id=chain_id,
+        op=CONFIG_UPDATE_OP,
+        args=update_args(proposal, [sign_proposal(proposal, k) for k in approvers]),
+        nonce=nonce,
+        time_ms=GENESIS_TIME_MS + nonce,
+    )

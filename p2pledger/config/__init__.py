@@ -6,7 +6,6 @@ ignoring them. Parsing is pure (text in, frozen objects out); ``load_*`` only ad
 reading the file. ``*_to_toml`` write files that load back to equal objects.
 """
 
-from p2pledger.config._address import AddressError, HostPort, parse_address
 from p2pledger.config._files import MAX_FILE_BYTES
 from p2pledger.config._names import NAME_PATTERN
 from p2pledger.config._network import load_network, network_to_toml, parse_network
@@ -21,6 +20,7 @@ from p2pledger.config._node import (
     node_to_toml,
     parse_node,
 )
+from p2pledger.membership.address import AddressError, HostPort, parse_address
 
 __all__ = [
     "MAX_FILE_BYTES",

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import json
 import math
 from collections.abc import Collection, Iterator, Mapping
-from typing import Any, Final
+from typing import Any
 
 from p2pledger.errors import ConfigError, ConfigProblem
+from p2pledger.membership.checks import INT_MAX, quote, range_problem
 
-#: Integers must fit the signed 64-bit range TOML promises and CBOR encodes.
-INT_MAX: Final = 2**63 - 1
-_SHOWN_CHARS: Final = 100
+__all__ = ["INT_MAX", "Problems", "Table", "describe", "join", "quote"]
 
 
 class Problems:
@@ -61,12 +59,6 @@ def describe(value: object) -> str:
     if isinstance(value, dt.time):
         return f"time {value.isoformat()}"
     return type(value).__name__  # pragma: no cover - tomllib produces nothing else
-
-
-def quote(text: str) -> str:
-    """``text`` in double quotes, escaped, and shortened when very long."""
-    shown = text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
-    return json.dumps(shown, ensure_ascii=False)
 
 
 def join(path: str, key: str) -> str:
@@ -126,12 +118,9 @@ class Table:
         if not isinstance(value, int) or isinstance(value, bool):
             self.problem(key, f"expected an integer, got {describe(value)}")
             return None
-        if value < minimum:
-            must = "positive" if minimum == 1 else f"at least {minimum}"
-            self.problem(key, f"must be {must}, got {value}")
-            return None
-        if value > INT_MAX:
-            self.problem(key, f"{value} is too large; the maximum is {INT_MAX}")
+        problem = range_problem(value, minimum=minimum)
+        if problem is not None:
+            self.problem(key, problem)
             return None
         return value
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -22,6 +21,15 @@ from p2pledger.config._names import read_address, read_name
 from p2pledger.crypto import PublicKey
 from p2pledger.errors import ConfigError, ConfigProblem
 from p2pledger.membership import BlockLimits, Fund, Member, Network, Role
+from p2pledger.membership.checks import (
+    EMPTY_ISSUERS,
+    EMPTY_MEMBERS,
+    NO_VOTER,
+    KeyUse,
+    KeyUses,
+    claim_name,
+    issuer_problem,
+)
 
 __all__ = ["load_network", "network_to_toml", "parse_network"]
 
@@ -109,7 +117,7 @@ def _read_network(root: Table) -> Network | None:
         genesis_ms = _read_genesis_time(chain, "genesis_time")
         version = chain.integer("version", default=0, minimum=0)
     limits = _read_limits(root.table("limits", _LIMIT_KEYS))
-    keys = _KeyUses()
+    keys = KeyUses()
     members = _read_members(root, keys)
     funds = _read_funds(root, keys)
     if root.problems or name is None or genesis_ms is None or version is None or limits is None:
@@ -163,29 +171,11 @@ def _read_limits(t: Table | None) -> BlockLimits | None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _KeyUse:
-    path: str
-    kind: str  # "node", "admin" or "user"
-
-
-class _KeyUses:
-    """Where each key first appears, so that a second use can say where the first is."""
-
-    def __init__(self) -> None:
-        self.first: dict[bytes, _KeyUse] = {}
-
-    def claim(self, key: PublicKey, use: _KeyUse, problems: Problems) -> bool:
-        first = self.first.get(key.raw)
-        if first is not None:
-            problems.add(
-                use.path,
-                f"key {key.hex} is already used as the {first.kind} key at {first.path}; "
-                "every node, admin and user key must be different",
-            )
-            return False
-        self.first[key.raw] = use
-        return True
+def _claim(keys: KeyUses, key: PublicKey, use: KeyUse, problems: Problems) -> bool:
+    problem = keys.claim(key, use)
+    if problem is not None:
+        problems.add(use.path, problem)
+    return problem is None
 
 
 def _parse_key(where: str, text: str, problems: Problems) -> PublicKey | None:
@@ -202,11 +192,11 @@ def _parse_key(where: str, text: str, problems: Problems) -> PublicKey | None:
     return None
 
 
-def _read_keys(t: Table, key: str, kind: str, keys: _KeyUses) -> tuple[PublicKey, ...]:
+def _read_keys(t: Table, key: str, kind: str, keys: KeyUses) -> tuple[PublicKey, ...]:
     out: list[PublicKey] = []
     for where, text in t.strings(key, required=False):
         public = _parse_key(where, text, t.problems)
-        if public is not None and keys.claim(public, _KeyUse(where, kind), t.problems):
+        if public is not None and _claim(keys, public, KeyUse(where, kind), t.problems):
             out.append(public)
     return tuple(out)
 
@@ -222,9 +212,9 @@ def _read_role(t: Table) -> Role | None:
         return None
 
 
-def _read_members(root: Table, keys: _KeyUses) -> list[Member]:
+def _read_members(root: Table, keys: KeyUses) -> list[Member]:
     if root.data.get("members") == []:
-        root.problem("members", "the list is empty; add at least one [[members]] table")
+        root.problem("members", EMPTY_MEMBERS)
     names: dict[str, str] = {}
     roles_read = True
     read = 0
@@ -232,16 +222,14 @@ def _read_members(root: Table, keys: _KeyUses) -> list[Member]:
     for t in root.tables("members", _MEMBER_KEYS, required=True):
         read += 1
         name = read_name(t, "name")
-        if name is not None and name in names:
-            t.problem("name", f"member name {quote(name)} is already used by {names[name]}")
-        elif name is not None:
-            names[name] = t.path
+        if name is not None and (problem := claim_name(names, "member", name, t.path)):
+            t.problem("name", problem)
         node_key = None
         key_text = t.string("node_key")
         if key_text is not None:
             node_key = _parse_key(t.where("node_key"), key_text, t.problems)
         if node_key is not None:
-            keys.claim(node_key, _KeyUse(t.where("node_key"), "node"), t.problems)
+            _claim(keys, node_key, KeyUse(t.where("node_key"), "node"), t.problems)
         address = read_address(t, "address")
         role = _read_role(t)
         roles_read = roles_read and role is not None
@@ -255,53 +243,36 @@ def _read_members(root: Table, keys: _KeyUses) -> list[Member]:
             )
         )
     if read and roles_read and not any(m.role is Role.VOTER for m in out):
-        root.problem(
-            "members", 'no member has role = "voter"; at least one voter is needed to order blocks'
-        )
+        root.problem("members", NO_VOTER)
     return out
 
 
-def _read_funds(root: Table, keys: _KeyUses) -> list[Fund]:
+def _read_funds(root: Table, keys: KeyUses) -> list[Fund]:
     names: dict[str, str] = {}
     out: list[Fund] = []
     for t in root.tables("funds", _FUND_KEYS, required=False):
         name = read_name(t, "name")
-        if name is not None and name in names:
-            t.problem("name", f"fund name {quote(name)} is already used by {names[name]}")
-        elif name is not None:
-            names[name] = t.path
+        if name is not None and (problem := claim_name(names, "fund", name, t.path)):
+            t.problem("name", problem)
         items = t.strings("issuers", required=True)
         if t.data.get("issuers") == []:
-            t.problem("issuers", "the list is empty; name at least one user key that may issue")
+            t.problem("issuers", EMPTY_ISSUERS)
         issuers = _read_issuers(t, items, keys)
         if name is not None:
             out.append(Fund(name=name, issuers=issuers))
     return out
 
 
-def _read_issuers(t: Table, items: list[tuple[str, str]], keys: _KeyUses) -> tuple[PublicKey, ...]:
+def _read_issuers(t: Table, items: list[tuple[str, str]], keys: KeyUses) -> tuple[PublicKey, ...]:
     seen: dict[bytes, str] = {}
     out: list[PublicKey] = []
     for where, text in items:
         key = _parse_key(where, text, t.problems)
         if key is None:
             continue
-        use = keys.first.get(key.raw)
-        if key.raw in seen:
-            t.problems.add(where, f"issuer {key.hex} is listed twice (also at {seen[key.raw]})")
-        elif use is None:
-            t.problems.add(
-                where,
-                f"issuer {key.hex} is not a user key of any member; "
-                "add it to a member's users first",
-            )
-        elif use.kind != "user":
-            t.problems.add(
-                where,
-                f"issuer {key.hex} is the {use.kind} key at {use.path}, not a user key; "
-                "fund issuers must be user keys",
-            )
+        problem = issuer_problem(key, where, seen, keys)
+        if problem is not None:
+            t.problems.add(where, problem)
         else:
             out.append(key)
-        seen.setdefault(key.raw, where)
     return tuple(out)

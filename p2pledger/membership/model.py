@@ -1,8 +1,9 @@
 """Who takes part in a chain: members, their roles and keys, and the block limits.
 
 Pure data: ``Network`` is what a network.toml describes once it has been checked
-(see ``config``), and what the genesis block and later membership updates record on
-the ledger. ``to_value``/``from_value`` give its canonical CBOR data model.
+(see ``config`` and ``checks``), and what the genesis block and later membership
+updates record on the ledger. ``to_value``/``from_value`` give its canonical CBOR
+data model; ``to_json`` the API's view of it (keys as hex).
 """
 
 from __future__ import annotations
@@ -123,11 +124,14 @@ class Network:
     version: int = 0
     _by_name: dict[str, Member] = field(init=False, repr=False, compare=False)
     _by_node_key: dict[bytes, Member] = field(init=False, repr=False, compare=False)
+    _by_admin: dict[bytes, Member] = field(init=False, repr=False, compare=False)
     _users: frozenset[bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {m.name: m for m in self.members})
         object.__setattr__(self, "_by_node_key", {m.node_key.raw: m for m in self.members})
+        by_admin = {k.raw: m for m in reversed(self.members) for k in m.admins}
+        object.__setattr__(self, "_by_admin", by_admin)
         users = frozenset(k.raw for m in self.members for k in m.users)
         object.__setattr__(self, "_users", users)
 
@@ -149,6 +153,14 @@ class Network:
         """True when ``key`` is a registered user key of some member."""
         return (key.raw if isinstance(key, PublicKey) else key) in self._users
 
+    def member_by_admin(self, key: PublicKey | bytes) -> Member | None:
+        """The member whose admin ``key`` is (the first, should a key be listed twice)."""
+        return self._by_admin.get(key.raw if isinstance(key, PublicKey) else key)
+
+    def is_admin(self, key: PublicKey | bytes) -> bool:
+        """True when ``key`` is an admin key of some member."""
+        return self.member_by_admin(key) is not None
+
     @property
     def voters(self) -> tuple[Member, ...]:
         return tuple(m for m in self.members if m.role is Role.VOTER)
@@ -163,6 +175,11 @@ class Network:
             "version": self.version,
         }
 
+    def to_json(self) -> dict[str, Any]:
+        """``to_value`` with every key as lowercase hex: the API's JSON of a network."""
+        out: dict[str, Any] = _hex_keys(self.to_value())
+        return out
+
     @classmethod
     def from_value(cls, value: Any) -> Network:
         v = _require_map(value, "network")
@@ -174,6 +191,16 @@ class Network:
             funds=tuple(Fund.from_value(f) for f in _require(v, "funds", list)),
             version=_require(v, "version", int),
         )
+
+
+def _hex_keys(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, list):
+        return [_hex_keys(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _hex_keys(v) for k, v in value.items()}
+    return value
 
 
 def _require_map(value: Any, what: str) -> dict[str, Any]:

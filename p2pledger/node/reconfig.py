@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from p2pledger.chain import Transaction
 from p2pledger.crypto import SigningKey
 from p2pledger.errors import LocalError
-from p2pledger.membership import Network, Role
+from p2pledger.membership import CONFIG_UPDATE_OP, Network, Role
 from p2pledger.raft import ConfChange, ConfChangeOp, ConfState
 
 __all__ = [
-    "CONFIG_UPDATE_OP",
     "KeyNotInForce",
     "Standing",
     "StandingKind",
@@ -38,10 +37,6 @@ __all__ = [
     "hold_back",
     "standing_of",
 ]
-
-#: The transaction operation that changes the membership (the state machine's op).
-CONFIG_UPDATE_OP = "config.update"
-
 
 class TooManyConfChanges(LocalError):
     """Two memberships differ by more than one voter or observer (the state machine

@@ -7,9 +7,8 @@ import dataclasses
 import pytest
 
 from p2pledger.chain import Transaction
-from p2pledger.membership import Member, Network, Role
+from p2pledger.membership import CONFIG_UPDATE_OP, Member, Network, Role
 from p2pledger.node.reconfig import (
-    CONFIG_UPDATE_OP,
     KeyNotInForce,
     StandingKind,
     TooManyConfChanges,

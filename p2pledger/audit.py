@@ -2,7 +2,9 @@
 that wrote it but the rules.
 
 Every block is checked against its parent (height, hash chain, Merkle roots, the
-proposer's membership and signature), every transaction signature is re-verified,
+proposer's membership and signature) and against the membership in force at its
+height (replayed from genesis through every membership update), every transaction
+signature is re-verified,
 every block is re-executed against a fresh state to check its verdicts and state
 root, no transaction id commits twice, and the store's indexes agree with the
 blocks. The audit stops at the first bad block and says which and why.
@@ -45,6 +47,8 @@ class AuditReport:
     state_root: bytes
     seconds: float
     error: InvalidBlock | None
+    #: The membership version in force after the last block checked.
+    membership_version: int = 0
 
     @property
     def ok(self) -> bool:
@@ -89,6 +93,8 @@ def audit_blocks(
                 error = exc
                 break
             state.apply(outcome.writes)
+            if outcome.network is not None:
+                network = outcome.network
             parent = block
             n_blocks += 1
             n_txs += len(block.txs)
@@ -105,6 +111,7 @@ def audit_blocks(
         state_root=parent.header.state_root,
         seconds=time.perf_counter() - started,
         error=error,
+        membership_version=network.version,
     )
 
 

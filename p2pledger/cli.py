@@ -234,6 +234,7 @@ def _report_json(r: AuditReport) -> dict[str, Any]:
         "invalid": r.invalid,
         "tip_hash": r.tip_hash.hex(),
         "state_root": r.state_root.hex(),
+        "membership_version": r.membership_version,
         "seconds": round(r.seconds, 3),
         "error": None
         if r.error is None
@@ -250,6 +251,7 @@ def _print_report(r: AuditReport) -> None:
         f"({r.valid} valid, {r.invalid} invalid)"
     )
     click.echo(f"  tip {r.tip_hash.hex()}  state root {r.state_root.hex()[:16]}…")
+    click.echo(f"  membership version {r.membership_version} in force at the tip")
     click.echo(f"  {r.seconds:.2f} s, {rate:,.0f} transactions/s")
 
 

@@ -158,6 +158,14 @@ class ApiClient:
                 return None
             raise
 
+    def config(self) -> dict[str, Any]:
+        """The membership in force: ``version``, ``chain_id``, ``network``, ``toml``."""
+        return self._json("GET", "/v1/config")
+
+    def config_history(self) -> dict[str, Any]:
+        """Every membership version: ``{"versions": [...]}``."""
+        return self._json("GET", "/v1/config/history")
+
     def healthy(self) -> bool:
         try:
             self._json("GET", "/health")

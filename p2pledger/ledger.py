@@ -5,6 +5,12 @@ proposer's ``propose`` executes transactions and seals a block; ``commit`` check
 block (its own or a peer's), re-executes it and writes block, transaction index and
 state changes in one durable LMDB transaction. Synchronous: the trio runtime calls it
 through ``trio.to_thread.run_sync``.
+
+The membership in force follows the ledger: ``network`` is the founding network
+until a block commits a membership update, and from then on the network that update
+put in force (it is kept in the state, so it survives a restart). Every block is
+checked against the membership in force at its parent: a block's header carries its
+version, its proposer must be a voter of it, its signers users (or admins) of it.
 """
 
 from __future__ import annotations
@@ -18,10 +24,18 @@ from p2pledger.crypto import SigningKey
 from p2pledger.errors import StoreError
 from p2pledger.membership import Network
 from p2pledger.replay import commit_block, propose_block
-from p2pledger.state import ApplyOutcome, StateView
+from p2pledger.state import (
+    ApplyOutcome,
+    ConfigRecord,
+    StateView,
+    config_records,
+    founding_record,
+    network_in_force,
+)
+from p2pledger.state.keys import CONFIG_VERSION_PREFIX
 from p2pledger.store import LedgerStore
 
-__all__ = ["Ledger"]
+__all__ = ["Ledger", "config_history_of", "network_of_store"]
 
 _NOTHING: Final[frozenset[bytes]] = frozenset()
 
@@ -34,7 +48,8 @@ class Ledger:
         tip = store.tip()
         if tip is None:
             raise StoreError(f"{store.data_dir} holds no genesis block; run: p2pledger init")
-        self._network = network_of_genesis(store.block(0))
+        self._founding = network_of_genesis(store.block(0))
+        self._network = network_of_store(store, self._founding)
         self._tip = store.block(tip[0])
 
     @classmethod
@@ -70,8 +85,17 @@ class Ledger:
 
     @property
     def network(self) -> Network:
-        """The membership in force at the tip."""
+        """The membership in force at the tip: the next block is checked against it."""
         return self._network
+
+    @property
+    def founding_network(self) -> Network:
+        """The network of the genesis block (membership version 0)."""
+        return self._founding
+
+    def config_history(self) -> list[ConfigRecord]:
+        """Every membership version from 0 (the founding network) to the one in force."""
+        return config_history_of(self.store, self._founding)
 
     @property
     def chain_id(self) -> bytes:
@@ -91,7 +115,16 @@ class Ledger:
         self, txs: Sequence[Transaction], *, key: SigningKey, time_ms: int, term: int
     ) -> Block:
         """Seal the next block holding ``txs`` (not yet stored: ``commit`` stores it)."""
-        block, _ = propose_block(
+        block, _ = self.execute_proposal(txs, key=key, time_ms=time_ms, term=term)
+        return block
+
+    def execute_proposal(
+        self, txs: Sequence[Transaction], *, key: SigningKey, time_ms: int, term: int
+    ) -> tuple[Block, ApplyOutcome]:
+        """``propose``, with what the block would do: its outcome's ``network`` is not
+        None when the block carries a valid membership update (so the proposer can
+        propose it as a Raft configuration change). Nothing is stored."""
+        return propose_block(
             _StoreView(self.store),
             txs,
             parent=self._tip.header,
@@ -101,7 +134,6 @@ class Ledger:
             term=term,
             proposer=key,
         )
-        return block
 
     def commit(
         self,
@@ -111,7 +143,9 @@ class Ledger:
         raft_index: int | None = None,
     ) -> ApplyOutcome:
         """Check, re-execute and durably store ``block`` as the new tip (with the index
-        of the Raft entry that carried it, when it came through Raft)."""
+        of the Raft entry that carried it, when it came through Raft). When the block
+        carries a membership update, ``network`` is the new one from now on, and the
+        outcome's ``network`` says so."""
         outcome = commit_block(
             _StoreView(self.store),
             block,
@@ -122,7 +156,24 @@ class Ledger:
         )
         self.store.append_block(block, state_writes=outcome.writes, raft_index=raft_index)
         self._tip = block
+        if outcome.network is not None:
+            self._network = outcome.network
         return outcome
+
+
+def network_of_store(store: LedgerStore, founding: Network | None = None) -> Network:
+    """The membership in force at the tip of ``store`` (which may be read-only):
+    the last update's network, else the genesis block's (``founding``, if known)."""
+    current = network_in_force(_StoreView(store))
+    if current is not None:
+        return current
+    return founding if founding is not None else network_of_genesis(store.block(0))
+
+
+def config_history_of(store: LedgerStore, founding: Network | None = None) -> list[ConfigRecord]:
+    """Every membership version of the ledger in ``store``, from version 0."""
+    first = founding if founding is not None else network_of_genesis(store.block(0))
+    return [founding_record(first), *config_records(store.state_items(CONFIG_VERSION_PREFIX))]
 
 
 class _StoreView:

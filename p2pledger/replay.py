@@ -3,7 +3,9 @@
 This is the one place where chain validation meets the application state machine.
 Followers use it to commit a block, the audit uses it to replay a whole ledger, and
 the proposer uses ``execute`` to fill in the verdicts and state root of a new block.
-Everything is passed in; nothing is read from disk or the clock.
+Everything is passed in; nothing is read from disk or the clock. ``network`` is the
+membership in force for the block; when the block changes it, the outcome's
+``network`` is the one to pass for the next block.
 """
 
 from __future__ import annotations
@@ -11,7 +13,14 @@ from __future__ import annotations
 from collections.abc import Container, Sequence
 from typing import Final
 
-from p2pledger.chain import Block, Header, Transaction, build_block, validate_block
+from p2pledger.chain import (
+    Block,
+    Header,
+    Transaction,
+    build_block,
+    chain_id_after,
+    validate_block,
+)
 from p2pledger.crypto import SigningKey
 from p2pledger.errors import InvalidBlock
 from p2pledger.membership import Network
@@ -23,10 +32,18 @@ _NOTHING: Final[frozenset[bytes]] = frozenset()
 
 
 def execute(
-    view: StateView, txs: Sequence[Transaction], parent: Header, time_ms: int, network: Network
+    view: StateView,
+    txs: Sequence[Transaction],
+    *,
+    parent: Header,
+    parent_hash: bytes,
+    time_ms: int,
+    network: Network,
 ) -> ApplyOutcome:
-    """Apply ``txs`` as the block after ``parent`` would; say what it would write."""
+    """Apply ``txs`` as the block after ``parent`` would; say what it would write (and,
+    in ``ApplyOutcome.network``, the membership it puts in force, if it changes it)."""
     ctx = BlockContext(
+        chain_id=chain_id_after(parent, parent_hash),
         height=parent.height + 1,
         time_ms=max(time_ms, parent.time_ms),
         network=network,
@@ -47,7 +64,9 @@ def propose_block(
     proposer: SigningKey,
 ) -> tuple[Block, ApplyOutcome]:
     """Execute ``txs`` on top of ``parent`` and seal the block that records the result."""
-    outcome = execute(view, txs, parent, time_ms, network)
+    outcome = execute(
+        view, txs, parent=parent, parent_hash=parent_hash, time_ms=time_ms, network=network
+    )
     block = build_block(
         parent=parent,
         parent_hash=parent_hash,
@@ -80,7 +99,14 @@ def commit_block(
         network=network,
         verified_tx_ids=verified_tx_ids,
     )
-    outcome = execute(view, txs, parent, block.header.time_ms, network)
+    outcome = execute(
+        view,
+        txs,
+        parent=parent,
+        parent_hash=parent_hash,
+        time_ms=block.header.time_ms,
+        network=network,
+    )
     if tuple(outcome.results) != block.results:
         bad = next(
             i for i, (a, b) in enumerate(zip(outcome.results, block.results, strict=True)) if a != b

@@ -96,6 +96,7 @@ class Ledger:
     def ctx(self, network: Network | None = None, time_ms: int | None = None) -> BlockContext:
         height = self.height + 1
         return BlockContext(
+            chain_id=BASE.chain_id,
             height=height,
             time_ms=factory.GENESIS_TIME_MS + 1000 * height if time_ms is None else time_ms,
             network=network or self.network,
@@ -224,8 +225,8 @@ def test_unknown_signer_and_unknown_op() -> None:
         "unknown_signer"
     )
     assert led.run(ALICE, "fund.burn", fund="relief") == invalid("unknown_op")
-    # Membership updates are a later feature: for now config.update is unknown.
-    assert led.run(ALICE, "config.update", network={}) == invalid("unknown_op")
+    # A membership update must be signed by an admin key, never by a user key.
+    assert led.run(ALICE, "config.update", network={}) == invalid("unknown_signer")
     # An unknown signer is reported before an unknown op.
     assert led.run(STRANGER, "fund.burn") == invalid("unknown_signer")
     assert len(led.state) == 0
@@ -601,10 +602,17 @@ def test_corrupt_state_propagates() -> None:
 
 
 def test_block_context_checks_its_fields() -> None:
+    chain = BASE.chain_id
     with pytest.raises(ValueError, match="prev_state_root"):
-        BlockContext(height=1, time_ms=0, network=NETWORK, prev_state_root=b"\x00" * 31)
+        BlockContext(
+            chain_id=chain, height=1, time_ms=0, network=NETWORK, prev_state_root=b"\x00" * 31
+        )
     with pytest.raises(ValueError, match="height"):
-        BlockContext(height=0, time_ms=0, network=NETWORK, prev_state_root=ZERO_HASH)
+        BlockContext(
+            chain_id=chain, height=0, time_ms=0, network=NETWORK, prev_state_root=ZERO_HASH
+        )
+    with pytest.raises(ValueError, match="chain_id"):
+        BlockContext(chain_id=b"", height=1, time_ms=0, network=NETWORK, prev_state_root=ZERO_HASH)
 
 
 def test_overlay_leaves_out_writes_that_change_nothing() -> None:

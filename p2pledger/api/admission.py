@@ -7,7 +7,8 @@ calls ``check_entry`` and then adds what needs its own state: "already_committed
 
 The checks run cheapest first, which fixes the code a transaction with several faults
 gets: size ("too_large"), encoding ("malformed"), chain ("wrong_chain"), signer
-("unknown_signer"), then the Ed25519 signature ("bad_signature"). Pure: no I/O.
+("unknown_signer": a user key of the membership in force, or for a ``config.update``
+an admin key of it), then the Ed25519 signature ("bad_signature"). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from p2pledger.api.errors import TxRejected
 from p2pledger.chain import Transaction
 from p2pledger.chain.tx import MAX_TX_SIZE, TX_LIMITS
 from p2pledger.errors import InvalidTransaction
-from p2pledger.membership import Network
+from p2pledger.membership import CONFIG_UPDATE_OP, Network
 
 __all__ = ["check_entry"]
 
@@ -39,7 +40,14 @@ def check_entry(
             f"the transaction is for chain {tx.chain_id.hex()[:16]}…, "
             f"this ledger is {chain_id.hex()[:16]}…",
         )
-    if not network.is_user(tx.signer):
+    if tx.op == CONFIG_UPDATE_OP:
+        if not network.is_admin(tx.signer):
+            raise TxRejected(
+                "unknown_signer",
+                f"{tx.signer.hex} is not an admin key of membership version {network.version}; "
+                "a config.update is signed by an admin key",
+            )
+    elif not network.is_user(tx.signer):
         raise TxRejected("unknown_signer", f"{tx.signer.hex} is not a registered user key")
     try:
         tx.verify_signature()

@@ -18,6 +18,8 @@ Endpoints (bytes as lowercase hex):
 - ``GET /v1/blocks/{height}``, ``/v1/blocks/latest`` (``?txs=true`` adds the bytes).
 - ``GET /v1/funds/{fund}/accounts/{account}``: balance and lots with provenance.
 - ``GET /v1/notary/{digest}``: the first anchoring of a digest, with its receipt.
+- ``GET /v1/config``: the membership in force (``version``, ``chain_id``, ``network``
+  as JSON, ``toml`` as network.toml text); ``GET /v1/config/history``: every version.
 - ``GET /v1/status``, ``GET /health`` (503 when unhealthy), ``GET /metrics``.
 """
 
@@ -42,7 +44,14 @@ from p2pledger.api import inputs
 from p2pledger.api.errors import MempoolFull, RequestRefused, TxRejected, rejection_status
 from p2pledger.api.metrics import UNMATCHED, ApiMetrics
 from p2pledger.api.service import LedgerService, TxState
-from p2pledger.api.views import anchor_json, balance_json, node_status_json, tx_status_json
+from p2pledger.api.views import (
+    anchor_json,
+    balance_json,
+    config_history_json,
+    config_json,
+    node_status_json,
+    tx_status_json,
+)
 from p2pledger.crypto import sha256
 from p2pledger.errors import NotFound
 
@@ -109,6 +118,8 @@ def create_app(
         Route("/v1/blocks/{height}", _endpoint(h.block), methods=["GET"]),
         Route("/v1/funds/{fund}/accounts/{account}", _endpoint(h.balance), methods=["GET"]),
         Route("/v1/notary/{digest}", _endpoint(h.notary), methods=["GET"]),
+        Route("/v1/config", _endpoint(h.config), methods=["GET"]),
+        Route("/v1/config/history", _endpoint(h.config_history), methods=["GET"]),
         Route("/v1/status", _endpoint(h.status), methods=["GET"]),
         Route("/health", _endpoint(h.health), methods=["GET"]),
         Route("/metrics", _endpoint(h.metrics), methods=["GET"]),
@@ -235,6 +246,17 @@ class _Handlers:
             )
         receipt = await self._service.receipt(record.tx_id)
         return JSONResponse(anchor_json(record, receipt))
+
+    # --- membership -------------------------------------------------------------------
+
+    async def config(self, request: Request) -> Response:
+        inputs.check_query(request)
+        network = await self._service.network()
+        return JSONResponse(config_json(self._service.status().chain_id, network))
+
+    async def config_history(self, request: Request) -> Response:
+        inputs.check_query(request)
+        return JSONResponse(config_history_json(await self._service.config_history()))
 
     # --- the member itself ------------------------------------------------------------
 

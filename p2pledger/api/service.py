@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from p2pledger.chain import Block, TxResult
-from p2pledger.state import AnchorRecord, Lot
+from p2pledger.membership import Network
+from p2pledger.state import AnchorRecord, ConfigRecord, Lot
 
 __all__ = ["LedgerService", "NodeStatus", "PeerStatus", "TxState", "TxStatus"]
 
@@ -151,6 +152,14 @@ class LedgerService(Protocol):
 
     async def anchor(self, digest: bytes) -> AnchorRecord | None:
         """The first anchoring of ``digest``, or None if it was never anchored."""
+        ...
+
+    async def network(self) -> Network:
+        """The membership in force at this member's tip (``Ledger.network``)."""
+        ...
+
+    async def config_history(self) -> list[ConfigRecord]:
+        """Every membership version from 0 (``Ledger.config_history``)."""
         ...
 
     def status(self) -> NodeStatus:

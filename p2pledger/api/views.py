@@ -9,9 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from p2pledger.api.service import NodeStatus, TxState, TxStatus
-from p2pledger.state import AnchorRecord, Lot
+from p2pledger.config import network_to_toml
+from p2pledger.membership import Network
+from p2pledger.state import AnchorRecord, ConfigRecord, Lot
 
-__all__ = ["anchor_json", "balance_json", "node_status_json", "tx_status_json"]
+__all__ = [
+    "anchor_json",
+    "balance_json",
+    "config_history_json",
+    "config_json",
+    "node_status_json",
+    "tx_status_json",
+]
 
 
 def tx_status_json(status: TxStatus) -> dict[str, Any]:
@@ -56,3 +65,19 @@ def balance_json(fund: str, account: bytes, balance: int, lots: list[Lot]) -> di
 
 def anchor_json(record: AnchorRecord, receipt: dict[str, Any] | None) -> dict[str, Any]:
     return {"record": record.to_json(), "receipt": receipt}
+
+
+def config_json(chain_id: bytes, network: Network) -> dict[str, Any]:
+    """The membership in force: its version, the chain, the network (keys as hex), and
+    the same network as network.toml text (with ``version = N``), ready to edit."""
+    return {
+        "version": network.version,
+        "chain_id": chain_id.hex(),
+        "network": network.to_json(),
+        "toml": network_to_toml(network),
+    }
+
+
+def config_history_json(records: list[ConfigRecord]) -> dict[str, Any]:
+    """Every version: what changed, who approved it, at which height."""
+    return {"versions": [r.to_json() for r in records]}

@@ -13,7 +13,13 @@ Pure: no I/O. See docs/membership.md for the workflow around it.
 """
 
 from p2pledger.membership.address import AddressError, HostPort, parse_address
-from p2pledger.membership.changes import Change, ChangeKind, describe_member, diff_networks
+from p2pledger.membership.changes import (
+    Change,
+    ChangeKind,
+    describe_member,
+    diff_networks,
+    founding_changes,
+)
 from p2pledger.membership.checks import NetworkProblem, ProblemKind, network_problems
 from p2pledger.membership.errors import (
     BadApproval,
@@ -74,6 +80,7 @@ __all__ = [
     "check_update",
     "describe_member",
     "diff_networks",
+    "founding_changes",
     "immutable_differences",
     "keys_of",
     "majority_of",

@@ -33,7 +33,7 @@ from typing import Final
 from p2pledger.crypto import PublicKey
 from p2pledger.membership.model import Fund, Member, Network
 
-__all__ = ["Change", "ChangeKind", "describe_member", "diff_networks"]
+__all__ = ["Change", "ChangeKind", "describe_member", "diff_networks", "founding_changes"]
 
 
 class ChangeKind(enum.StrEnum):
@@ -139,6 +139,18 @@ def diff_networks(old: Network, new: Network) -> tuple[Change, ...]:
             out += _member_changes(before, m)
     out += _limit_changes(old, new)
     out += _fund_changes(old.funds, new.funds)
+    return tuple(out)
+
+
+def founding_changes(network: Network) -> tuple[Change, ...]:
+    """The founding network as changes from nothing: its members with their keys, then
+    its funds (for the history's version 0)."""
+    out: list[Change] = []
+    for m in network.members:
+        out.append(Change(kind=ChangeKind.MEMBER_ADDED, member=m.name, detail=describe_member(m)))
+        out += _keys(ChangeKind.ADMINS_ADDED, m.name, m.admins)
+        out += _keys(ChangeKind.USERS_ADDED, m.name, m.users)
+    out += _fund_changes((), network.funds)
     return tuple(out)
 
 

@@ -16,8 +16,9 @@ from p2pledger.chain import Block
 from p2pledger.chain.receipt import make_receipt
 from p2pledger.errors import NotFound
 from p2pledger.gossip import MempoolFull
+from p2pledger.membership import Network
 from p2pledger.raft import Role
-from p2pledger.state import AnchorRecord, Lot, anchor, balance, provenance
+from p2pledger.state import AnchorRecord, ConfigRecord, Lot, anchor, balance, provenance
 
 if TYPE_CHECKING:
     from p2pledger.ledger import Ledger
@@ -94,7 +95,7 @@ class NodeService:
         return await trio.to_thread.run_sync(read)
 
     async def balance(self, fund: str, account: bytes) -> tuple[int, list[Lot]]:
-        if self._node.network.fund(fund) is None:
+        if self._ledger.network.fund(fund) is None:
             raise NotFound(f"there is no fund {fund!r}")
         view = self._ledger.state_view()
 
@@ -106,6 +107,12 @@ class NodeService:
     async def anchor(self, digest: bytes) -> AnchorRecord | None:
         view = self._ledger.state_view()
         return await trio.to_thread.run_sync(anchor, view, digest)
+
+    async def network(self) -> Network:
+        return self._ledger.network
+
+    async def config_history(self) -> list[ConfigRecord]:
+        return await trio.to_thread.run_sync(self._ledger.config_history)
 
     def status(self) -> NodeStatus:
         node = self._node

@@ -1,4 +1,5 @@
-"""The application state machine: funds with provenance and notarized digests.
+"""The application state machine: funds with provenance, notarized digests, and
+membership updates.
 
 Every member applies the same committed blocks to the same state with
 ``apply_block`` and gets the same net writes and state root, byte for byte. Pure: no
@@ -6,6 +7,14 @@ I/O, no clock, no randomness; the store reads and persists, this package decides
 ``keys`` documents the key layout, ``root`` what the state root commits to.
 """
 
+from p2pledger.state.config import (
+    CONFIG_UPDATE_OP,
+    ConfigRecord,
+    config_records,
+    decode_network,
+    founding_record,
+    network_in_force,
+)
 from p2pledger.state.context import BlockContext
 from p2pledger.state.errors import CorruptState, Rejected
 from p2pledger.state.funds import (
@@ -23,6 +32,7 @@ from p2pledger.state.root import GENESIS_STATE_ROOT, next_state_root, writes_dig
 from p2pledger.state.view import MemoryState, StateView
 
 __all__ = [
+    "CONFIG_UPDATE_OP",
     "GENESIS_STATE_ROOT",
     "MAX_AMOUNT",
     "MAX_LOTS_PER_TRANSFER",
@@ -31,6 +41,7 @@ __all__ = [
     "AnchorRecord",
     "ApplyOutcome",
     "BlockContext",
+    "ConfigRecord",
     "CorruptState",
     "Hop",
     "IssueRecord",
@@ -42,8 +53,12 @@ __all__ = [
     "anchor",
     "apply_block",
     "balance",
+    "config_records",
+    "decode_network",
+    "founding_record",
     "fund_supply",
     "issue_record",
+    "network_in_force",
     "next_state_root",
     "provenance",
     "transfer_record",

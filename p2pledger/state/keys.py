@@ -15,12 +15,15 @@ is numeric order.
     fund/<name>/issue/<txid>        IssueRecord  an issue: who, to whom, how much
     fund/<name>/xfer/<txid>         TransferRecord  a transfer and the pieces it moved
     notary/<digest>                 AnchorRecord the first anchoring of a digest
+    config/network                  Network      the membership in force (absent: genesis)
+    config/version/<version>        ConfigRecord how membership version N came about
 
 ``<acct>`` is the account's 32-byte user public key, ``<txid>`` a transaction id,
 ``<digest>`` a SHA-256 document digest, each as 64 hex digits. Values are the
 deterministic CBOR of the records (see ``records`` and ``notary``). Issue and
 transfer records are never deleted: they are the provenance history. Account heads
-and lots are deleted when they reach zero.
+and lots are deleted when they reach zero. Config records are never deleted: they
+are the history of the membership.
 """
 
 from __future__ import annotations
@@ -28,9 +31,12 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "CONFIG_VERSION_PREFIX",
+    "NETWORK_KEY",
     "NOTARY_PREFIX",
     "account_key",
     "anchor_key",
+    "config_version_key",
     "fund_prefix",
     "issue_key",
     "lot_key",
@@ -40,6 +46,8 @@ __all__ = [
 ]
 
 NOTARY_PREFIX: Final = b"notary/"
+NETWORK_KEY: Final = b"config/network"
+CONFIG_VERSION_PREFIX: Final = b"config/version/"
 
 
 def _segment(name: str) -> bytes:
@@ -77,3 +85,7 @@ def transfer_key(fund: str, tx_id: bytes) -> bytes:
 
 def anchor_key(digest: bytes) -> bytes:
     return NOTARY_PREFIX + digest.hex().encode("ascii")
+
+
+def config_version_key(version: int) -> bytes:
+    return CONFIG_VERSION_PREFIX + b"%016x" % version

@@ -19,7 +19,8 @@ from p2pledger.chain import Block, Transaction
 from p2pledger.chain.receipt import make_receipt
 from p2pledger.errors import NotFound
 from p2pledger.ledger import Ledger
-from p2pledger.state import AnchorRecord, Lot, anchor, balance, provenance
+from p2pledger.membership import Network
+from p2pledger.state import AnchorRecord, ConfigRecord, Lot, anchor, balance, provenance
 from tests.factory import GENESIS_TIME_MS, TestNetwork
 
 
@@ -51,7 +52,8 @@ class FakeNode:
     # --- what tests drive ---------------------------------------------------------
 
     def commit_pending(self) -> Block:
-        """Order every pending transaction into the next block and commit it."""
+        """Order every pending transaction into the next block and commit it (proposed
+        by m0, which the tests never remove)."""
         height = self.ledger.tip.height + 1
         block = self.ledger.propose(
             list(self.pending.values()),
@@ -68,7 +70,7 @@ class FakeNode:
     # --- LedgerService ------------------------------------------------------------
 
     async def submit(self, raw: bytes) -> bytes:
-        tx = check_entry(raw, chain_id=self.ledger.chain_id, network=self.net.network)
+        tx = check_entry(raw, chain_id=self.ledger.chain_id, network=self.ledger.network)
         if self.ledger.store.tx_location(tx.id) is not None:
             raise TxRejected("already_committed", f"{tx.id.hex()} is already in the ledger")
         if tx.id in self.pending:
@@ -121,11 +123,17 @@ class FakeNode:
     async def anchor(self, digest: bytes) -> AnchorRecord | None:
         return anchor(self.ledger.state_view(), digest)
 
+    async def network(self) -> Network:
+        return self.ledger.network
+
+    async def config_history(self) -> list[ConfigRecord]:
+        return self.ledger.config_history()
+
     def status(self) -> NodeStatus:
         return NodeStatus(
             member="m0",
             role="leader",
-            chain_name=self.net.network.chain_name,
+            chain_name=self.ledger.network.chain_name,
             chain_id=self.ledger.chain_id,
             height=self.ledger.tip.height,
             term=1,

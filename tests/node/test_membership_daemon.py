@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from p2pledger.client import ApiRequestFailed
+from p2pledger.crypto import write_signing_key
 from p2pledger.membership import Network
 from tests import factory
+from tests.factory import seeded_key
 from tests.node.cluster import Cluster, Load, wait_until
 
 REFUSED = 'p2pledger_wire_handshake_refusals_total{reason="removed_member",side="listener"}'
@@ -205,3 +209,24 @@ def test_revoke_a_user_key_mid_load(cluster: Cluster) -> None:
             "the other users' transactions to commit",
         )
         assert status["valid"] is True, status
+
+
+def test_a_daemon_holding_neither_the_current_nor_the_next_key_does_not_start(
+    cluster: Cluster,
+) -> None:
+    c = cluster
+    write_signing_key(c.root / "m1.key", seeded_key("not-m1s-key"), overwrite=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "p2pledger", "run", "--config", "m1/node.toml"],
+        cwd=c.root,
+        capture_output=True,
+        env=c._env(),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    # (cli.run still shows it inside trio's exception group; see KeyNotInForce)
+    error = done.stderr.decode()
+    assert "KeyNotInForce: membership version 0 gives m1 the node key" in error
+    assert "next_key_file" in error
+    assert "node.started" not in error + done.stdout.decode()  # nothing was started

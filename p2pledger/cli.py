@@ -21,6 +21,7 @@ from p2pledger.audit import AuditReport, audit_data_dir
 from p2pledger.chain import Transaction, chain_id_of
 from p2pledger.chain.receipt import make_receipt, verify_receipt
 from p2pledger.cli_client import register
+from p2pledger.cli_config import config_group
 from p2pledger.crypto import SigningKey, load_signing_key, write_signing_key
 from p2pledger.errors import NotFound, P2PLedgerError
 from p2pledger.ledger import Ledger
@@ -415,3 +416,5 @@ def main(argv: list[str] | None = None) -> NoReturn:
 # The online commands (submit, status, balance, anchor, verify-anchor), clients of a
 # running member's HTTP API.
 register(cli)
+# ``p2pledger config ...``: the membership, and changing it (docs/membership.md).
+cli.add_command(config_group)

@@ -38,7 +38,7 @@ from p2pledger.errors import CodecError, LocalError, RemoteError
 from p2pledger.membership import Network
 from p2pledger.state.args import MAX_TEXT
 
-__all__ = ["CommandError", "CommittedInvalid", "build_args", "register"]
+__all__ = ["CommandError", "CommittedInvalid", "api_url_for", "build_args", "register"]
 
 ANCHOR_OP: Final = "notary.anchor"
 DEFAULT_HTTP_TIMEOUT_S: Final = 30.0
@@ -89,7 +89,9 @@ def _api_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _api_url(api: str | None, node_file: Path | None) -> str:
+def api_url_for(api: str | None, node_file: Path | None) -> str:
+    """The API URL: ``api``, else the ``api`` of ``node_file``, else of ./node.toml,
+    else the default."""
     if api is not None:
         return api
     if node_file is not None:
@@ -101,7 +103,7 @@ def _api_url(api: str | None, node_file: Path | None) -> str:
 
 
 def _client(api: str | None, node_file: Path | None, timeout: float) -> ApiClient:
-    return ApiClient(_api_url(api, node_file), timeout_s=timeout)
+    return ApiClient(api_url_for(api, node_file), timeout_s=timeout)
 
 
 def _echo_json(value: Any) -> None:

@@ -5,6 +5,11 @@ in force, and raises ``InvalidBlock`` whose ``reason`` is a stable code naming t
 first rule broken (``height_gap``, ``wrong_prev_hash``, ``wrong_tx_root``,
 ``bad_header_signature``, ``proposer_not_voter``, ``duplicate_tx`` ...). Pure: the
 caller supplies the parent and the membership; nothing is read or remembered.
+
+``network`` is the membership in force after the parent: the founding network until
+a block commits a membership update, then the one it put in force (the caller carries
+it forward from ``ApplyOutcome.network``). The header's ``membership_version`` must be
+its version and the proposer one of its voters.
 """
 
 from __future__ import annotations

@@ -223,9 +223,7 @@ def apply_config_update(tx: Transaction, ctx: BlockContext, state: Overlay) -> W
             f"force is version {base.version}; re-propose from the current membership",
         )
     if state.load(next_key, ConfigRecord.decode) is not None:
-        raise Rejected(
-            "stale_config", f"version {base.version + 1} was already made in this block"
-        )
+        raise Rejected("stale_config", f"version {base.version + 1} was already made in this block")
     try:
         changes = check_update(base, proposal.network)
     except InvalidUpdate as exc:

@@ -97,21 +97,54 @@ def keygen(out: Path, force: bool) -> None:
 @click.option(
     "--api", default="127.0.0.1:8401", show_default=True, help="Address of this member's HTTP API."
 )
+@click.option(
+    "--join",
+    is_flag=True,
+    help="A member joining a running chain: NAME need not be in the founding network file; "
+    "it is let in once a membership update names it (see docs/membership.md). Needs --listen.",
+)
+@click.option(
+    "--next-key",
+    "next_key_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A second node key the daemon switches to when a membership update names it.",
+)
 def init(
-    network_file: Path, name: str, key_file: Path, node_dir: Path, listen: str | None, api: str
+    network_file: Path,
+    name: str,
+    key_file: Path,
+    node_dir: Path,
+    listen: str | None,
+    api: str,
+    join: bool,
+    next_key_file: Path | None,
 ) -> None:
     """Set up a member: write node.toml and a data directory holding genesis."""
     network = config.load_network(network_file)
     member = network.member(name)
-    if member is None:
-        names = ", ".join(m.name for m in network.members)
-        raise UserError(f"{name!r} is not a member of {network_file} (members: {names})")
     key = load_signing_key(key_file)
-    if key.public_key != member.node_key:
-        raise UserError(
-            f"{key_file} holds key {key.public_key.hex}, but {network_file} gives {name} "
-            f"the node_key {member.node_key.hex}"
-        )
+    if next_key_file is not None:
+        load_signing_key(next_key_file)  # readable, a key, and private enough
+    if join:
+        if member is not None:
+            raise UserError(f"{name!r} is already a member in {network_file}; leave out --join")
+        if listen is None:
+            raise UserError("a joining member needs --listen host:port (no address to default to)")
+        address = listen
+    else:
+        if member is None:
+            names = ", ".join(m.name for m in network.members)
+            raise UserError(
+                f"{name!r} is not a member of {network_file} (members: {names}); "
+                "a member joining a running chain uses --join"
+            )
+        if key.public_key != member.node_key:
+            raise UserError(
+                f"{key_file} holds key {key.public_key.hex}, but {network_file} gives {name} "
+                f"the node_key {member.node_key.hex}"
+            )
+        address = listen or member.address
     node_dir.mkdir(parents=True, exist_ok=True)
     node_file = node_dir / "node.toml"
     if node_file.exists():
@@ -121,8 +154,10 @@ def init(
         network=network_file.resolve(),
         key_file=key_file.resolve(),
         data_dir=(node_dir / "data").resolve(),
-        listen=listen or member.address,
+        listen=address,
         api=api,
+        next_key_file=next_key_file.resolve() if next_key_file is not None else None,
+        join=join,
     )
     with Ledger.create(node.data_dir, network) as ledger:
         chain_id = ledger.chain_id
@@ -154,6 +189,17 @@ def run(node_file: Path) -> None:
 
 
 async def _serve_until_signalled(node: Node) -> None:
+    try:
+        await _serve(node)
+    except* P2PLedgerError as group:
+        # a startup failure (a wrong key, a port in use): one line, not a traceback
+        first: BaseException = group
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+
+
+async def _serve(node: Node) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)

@@ -334,3 +334,25 @@ def test_export_mistakes_are_one_line(
     assert_user_error(
         run("export", data, "--out", root / "no-such-dir" / "x.jsonl"), "cannot write"
     )
+
+
+def test_init_join_sets_up_a_member_not_in_the_founding_file(
+    member: tuple[TestNetwork, Path], run: Callable[..., Outcome]
+) -> None:
+    _, root = member
+    assert run("keygen", "--out", root / "m9.key").code == 0
+    assert run("keygen", "--out", root / "m9.next.key").code == 0
+    base = ["init", "--network", root / "network.toml", "--name", "m9", "--key", root / "m9.key"]
+    assert_user_error(run(*base, "--dir", root / "m9"), "uses --join")
+    assert_user_error(run(*base, "--dir", root / "m9", "--join"), "needs --listen")
+    done = run(
+        *base, "--dir", root / "m9", "--join", "--listen", "127.0.0.1:7409",
+        "--next-key", root / "m9.next.key",
+    )  # fmt: skip
+    assert done.code == 0, done
+    node = config.load_node(root / "m9" / "node.toml")
+    assert node.join and node.listen == "127.0.0.1:7409"
+    assert node.next_key_file == root / "m9.next.key"
+    # a founding member does not join
+    m1 = ["init", "--network", root / "network.toml", "--name", "m1", "--key", root / "m9.key"]
+    assert_user_error(run(*m1, "--dir", root / "x", "--join", "--listen", "127.0.0.1:1"), "already")

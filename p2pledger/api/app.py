@@ -268,8 +268,11 @@ class _Handlers:
     async def health(self, request: Request) -> Response:
         inputs.check_query(request)
         if not self._service.healthy():
+            problem = self._service.health_problem()
             raise RequestRefused(
-                503, "unhealthy", "the store is closed or no quorum or leader is in reach"
+                503,
+                "unhealthy",
+                problem or "the store is closed or no quorum or leader is in reach",
             )
         return JSONResponse({"status": "ok"})
 

@@ -170,3 +170,7 @@ class LedgerService(Protocol):
         """True when the store is open and the member is in touch with a quorum or a
         leader (no I/O)."""
         ...
+
+    def health_problem(self) -> str | None:
+        """Why the member is not healthy, in words for an operator (None: healthy)."""
+        ...

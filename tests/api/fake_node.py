@@ -43,6 +43,7 @@ class FakeNode:
         self.retry_after_s = retry_after_s
         self.commit_on_submit = commit_on_submit
         self.is_healthy = True
+        self.unhealthy_reason = "no leader in reach (the fake says so)"
         self.waiting = 0
         self._committed = trio.Event()
 
@@ -146,3 +147,6 @@ class FakeNode:
 
     def healthy(self) -> bool:
         return self.is_healthy
+
+    def health_problem(self) -> str | None:
+        return None if self.is_healthy else self.unhealthy_reason

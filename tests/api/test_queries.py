@@ -127,6 +127,9 @@ async def test_health_is_200_only_when_healthy(api: Call, node: FakeNode) -> Non
     node.is_healthy = False
     sick = await api("GET", "/health")
     assert (sick.status, sick.error_code) == (503, "unhealthy")
+    assert sick.json()["error"]["message"] == node.unhealthy_reason  # says why
+    node.unhealthy_reason = "removed from the membership"
+    assert (await api("GET", "/health")).json()["error"]["message"] == node.unhealthy_reason
     assert (await api("GET", "/v1/status")).json()["healthy"] is False
 
 

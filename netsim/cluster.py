@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -759,16 +760,38 @@ def _seeded_key(seed: int, role: str, index: int) -> SigningKey:
     return SigningKey(hashlib.sha256(f"netsim/{seed}/{role}/{index}".encode()).digest())
 
 
-def _free_ports(n: int) -> list[int]:
-    """``n`` distinct ports on 127.0.0.1 that the kernel reports free right now."""
-    socks = [socket.socket() for _ in range(n)]
+#: Where members' ports are chosen when the kernel's ephemeral range is unknown.
+_FALLBACK_EPHEMERAL: Final = (32768, 60999)
+#: The lowest port netsim gives a member.
+_LOWEST_PORT: Final = 10000
+
+
+def _ephemeral_range() -> tuple[int, int]:
     try:
-        for s in socks:
-            s.bind((HOST, 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return _FALLBACK_EPHEMERAL
+
+
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct ports on 127.0.0.1, free right now and outside the kernel's
+    ephemeral range: the relays (and every outgoing connection) take ephemeral ports
+    between now and the moment each member binds its own, and must not take those."""
+    low, high = _ephemeral_range()
+    candidates = [p for p in range(_LOWEST_PORT, 65536) if not low <= p <= high]
+    random.SystemRandom().shuffle(candidates)  # which free ports: no need to replay
+    out: list[int] = []
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+        out.append(port)
+        if len(out) == n:
+            return out
+    raise ClusterError(f"found only {len(out)} free ports outside {low}-{high} on {HOST}")
 
 
 def _child_env() -> dict[str, str]:

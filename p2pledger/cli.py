@@ -183,7 +183,7 @@ def run(node_file: Path) -> None:
     config.check_node_against_network(node_config, network, str(node_file))
     log.configure(node_config.log.format.value, node_config.log.level.value)
     log.bind(member=node_config.name)
-    node = Node(node_config, network=network)
+    node = Node(node_config, network=network, config_file=node_file)
     log.add_live_fields(node.log_fields)
     trio.run(_serve_until_signalled, node)
 

@@ -30,6 +30,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -41,9 +42,15 @@ from p2pledger.api.errors import MempoolFull as ApiMempoolFull
 from p2pledger.api.errors import TxRejected
 from p2pledger.api.server import serve_api
 from p2pledger.chain import Block, Transaction, chain_id_of
-from p2pledger.config import NodeConfig, load_network, parse_address
+from p2pledger.config import NodeConfig, load_network, load_node, parse_address
 from p2pledger.crypto import SigningKey, load_signing_key
-from p2pledger.errors import BlockRejected, InvalidBlock, LocalError, RemoteError
+from p2pledger.errors import (
+    BlockRejected,
+    InvalidBlock,
+    LocalError,
+    P2PLedgerError,
+    RemoteError,
+)
 from p2pledger.gossip import Mempool, MempoolFull, SeenCache
 from p2pledger.ledger import Ledger
 from p2pledger.membership import Member, Network, Role
@@ -122,10 +129,15 @@ class Node:
         network: Network | None = None,
         key: SigningKey | None = None,
         next_key: SigningKey | None = None,
+        config_file: Path | None = None,
     ) -> None:
         """``network`` is the founding file's (default: node.toml's ``network``); ``key``
-        and ``next_key`` the node keys (default: ``key_file``, ``next_key_file``)."""
+        and ``next_key`` the node keys (default: ``key_file``, ``next_key_file``).
+        ``config_file`` is node.toml itself: when an update gives this member a key it
+        does not hold, its ``next_key_file`` is read again from there, so a key rotation
+        needs no restart."""
         self.config = config
+        self._config_file = config_file
         self.env = env or Environment()
         self.settings = settings or NodeSettings()
         #: The founding network: it fixes genesis and the chain id, nothing more.
@@ -755,6 +767,7 @@ class Node:
             self._send_farewells(old, network, committed)
         self.metrics.membership_version.set(network.version)
         before = self.standing
+        self._reload_next_key(network)
         try:
             standing = standing_of(
                 network,
@@ -787,6 +800,25 @@ class Node:
             )
         if standing.kind is not before.kind:
             self._log_standing(standing)
+
+    def _reload_next_key(self, network: Network) -> None:
+        """If ``network`` gives this member a key it does not hold, read node.toml's
+        ``next_key_file`` again (an admin adds it while the daemon runs)."""
+        me = network.member(self.name)
+        held = {k.public_key for k in (self._key, self._next_key) if k is not None}
+        if me is None or me.node_key in held or self._config_file is None:
+            return
+        try:
+            path = load_node(self._config_file).next_key_file
+            if path is None:
+                return
+            key = load_signing_key(path)
+        except P2PLedgerError as exc:
+            self._log.error("node.next_key.unreadable", file=str(self._config_file), error=str(exc))
+            return
+        if key.public_key == me.node_key:
+            self._next_key = key
+            self._log.info("node.next_key.loaded", file=str(path))
 
     def _send_farewells(
         self, old: Network, new: Network, committed: list[tuple[int, Block]]

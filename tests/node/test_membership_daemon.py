@@ -162,6 +162,27 @@ def test_rotate_the_leaders_node_key_without_downtime(cluster: Cluster) -> None:
     assert c.handshake_refused(old, target=others[0], network=c.network)  # type: ignore[arg-type]
 
 
+def test_a_next_key_added_to_node_toml_while_running_needs_no_restart(
+    cluster: Cluster,
+) -> None:
+    c = cluster
+    c.start_all()
+    follower = next(n for n in c.names if n != c.leader())
+    daemon = c.procs[follower]
+    new = c.give_next_key(follower)  # the admin edits node.toml; the daemon keeps running
+    assert c.in_force is not None
+    c.update(factory.edit_member(c.in_force, follower, node_key=new.public_key), [follower],
+             via=c.leader())  # fmt: skip
+    wait_until(lambda: c.log_events(follower, "node.next_key.loaded"), "the next key read")
+    wait_until(lambda: c.log_events(follower, "node.key.rotated"), f"{follower} to switch keys")
+    assert daemon.poll() is None and c.procs[follower] is daemon  # never restarted
+    wait_until(
+        lambda: all(p["connected"] for p in c.api(follower).status()["peers"]),
+        f"{follower} connected to every member under its new key",
+    )
+    assert c.api(follower).submit(c.tx(user=1).raw, wait=True, timeout_s=20)["valid"] is True
+
+
 def test_revoke_a_user_key_mid_load(cluster: Cluster) -> None:
     c = cluster
     c.start_all()

@@ -316,6 +316,9 @@ def render_text(report: Mapping[str, Any]) -> str:
         )
     leaders = report["leaders"]
     lines.append(f"leader changes: {leaders['changes']}")
+    for e in leaders["events"]:
+        mark = " (change)" if e["change"] else ""
+        lines.append(f"  t={e['t']:.3f} {e['leader']} term {e['term']}{mark}")
     res = report.get("resources") or {}
     idle = [r["idle_cpu_fraction"] for r in res.values() if r["idle_cpu_fraction"] is not None]
     if res:
@@ -328,9 +331,6 @@ def render_text(report: Mapping[str, Any]) -> str:
                 f"max {100 * max(idle):.1f}%"
             )
         lines.append(line)
-    for e in leaders["events"]:
-        mark = " (change)" if e["change"] else ""
-        lines.append(f"  t={e['t']:.3f} {e['leader']} term {e['term']}{mark}")
     lines.append(f"faults: {len(report['faults'])}")
     for f in report["faults"]:
         if f["end"] is None:

@@ -18,7 +18,7 @@ import trio
 
 from p2pledger import __version__, config, log
 from p2pledger.audit import AuditReport, audit_data_dir
-from p2pledger.chain import Transaction, chain_id_of
+from p2pledger.chain import Header, Transaction, chain_id_of
 from p2pledger.chain.receipt import make_receipt, verify_receipt
 from p2pledger.cli_client import register
 from p2pledger.cli_config import config_group
@@ -397,24 +397,56 @@ def prove(tx_id: str, data_dir: Path | None, node_file: Path | None, out: Path |
     "network_file",
     type=click.Path(path_type=Path),
     required=True,
-    help="The network.toml of the chain the receipt claims.",
+    help="The founding network.toml of the chain the receipt claims (it fixes the chain id).",
 )
-def verify_receipt_cmd(receipt_file: Path, network_file: Path) -> None:
+@click.option(
+    "--membership",
+    "membership_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The membership in force at the receipt's block, when it is not the founding one "
+    "(a network.toml of that version, e.g. from `p2pledger config show --toml`).",
+)
+def verify_receipt_cmd(
+    receipt_file: Path, network_file: Path, membership_file: Path | None
+) -> None:
     """Check a receipt offline against a network description."""
     network = config.load_network(network_file)
+    chain_id = chain_id_of(network)
     try:
         receipt = json.loads(receipt_file.read_text())
     except OSError as exc:
         raise UserError(f"cannot read {receipt_file}: {exc.strerror}") from exc
     except json.JSONDecodeError as exc:
         raise UserError(f"{receipt_file} is not JSON: {exc}") from exc
-    v = verify_receipt(receipt, network, chain_id_of(network))
+    in_force = config.load_network(membership_file) if membership_file else network
+    claimed = _receipt_membership_version(receipt)
+    if claimed is not None and claimed != in_force.version:
+        source = membership_file or network_file
+        raise UserError(
+            f"the receipt's block was proposed under membership version {claimed}, and "
+            f"{source} is version {in_force.version}: give that version's network with "
+            "--membership (p2pledger config history lists them; config show --toml prints one)"
+        )
+    if in_force.chain_name != network.chain_name:
+        raise UserError(f"{membership_file} is a membership of another chain")
+    v = verify_receipt(receipt, in_force, chain_id)
     verdict = "valid" if v.result.valid else f"invalid ({v.result.reason})"
     click.echo(f"receipt OK: transaction {v.tx.id.hex()} ({v.tx.op}, {verdict})")
     click.echo(
         f"  in block {v.header.height} ({v.block_hash.hex()[:16]}…) of chain "
         f"{network.chain_name}, proposed by {v.proposer}, time {v.header.time_ms} ms"
     )
+
+
+def _receipt_membership_version(receipt: Any) -> int | None:
+    """The membership version the receipt's header claims (None: unreadable here; the
+    full check reports it)."""
+    try:
+        header = Header.decode(bytes.fromhex(receipt["block"]["header"]))
+    except (KeyError, TypeError, ValueError, P2PLedgerError):
+        return None
+    return header.membership_version
 
 
 def _parse_height(text: str) -> int:

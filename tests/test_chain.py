@@ -29,6 +29,7 @@ from p2pledger.chain import (
     validate_block,
 )
 from p2pledger.chain.block import HEADER_TYPE
+from p2pledger.chain.genesis import NotFoundingNetwork
 from p2pledger.chain.tx import MAX_TX_SIZE, TX_TYPE
 from p2pledger.chain.validation import REASONS
 from p2pledger.crypto import SigningKey
@@ -362,7 +363,7 @@ def test_network_of_genesis_recovers_the_network(net: Net) -> None:
 
 
 def test_genesis_needs_the_initial_network(net: Net) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(NotFoundingNetwork, match=r"membership version 1.*founding network"):
         genesis_block(dataclasses.replace(net.network, version=1))
 
 

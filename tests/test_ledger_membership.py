@@ -183,3 +183,30 @@ def test_the_audit_catches_a_block_judged_by_the_old_membership(data_dir: Path) 
             state, blocks[2], parent=blocks[1].header, parent_hash=blocks[1].hash, network=network
         )
     assert info.value.reason == "wrong_membership_version"
+
+
+def test_a_receipt_from_a_later_membership_verifies_against_that_membership(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from p2pledger import config  # noqa: PLC0415 - only this test writes network files
+
+    def run(*args: str | Path) -> tuple[int, str]:
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(a) for a in args])
+        out = capsys.readouterr()
+        code = exit_info.value.code
+        return (code if isinstance(code, int) else 1), out.out + out.err
+
+    with Ledger.open(data_dir) as ledger:
+        tx_id = ledger.store.block(2).to_json()["tx_ids"][1]  # bank-d's user, under v1
+    founding, v1 = tmp_path / "network.toml", tmp_path / "v1.toml"
+    founding.write_text(config.network_to_toml(NET.network))
+    v1.write_text(config.network_to_toml(V1))
+    receipt = tmp_path / "r.json"
+    assert run("prove", tx_id, "--data-dir", data_dir, "--out", receipt)[0] == 0
+    code, out = run("verify-receipt", receipt, "--network", founding)
+    assert code == 1 and "proposed under membership version 1" in out and "--membership" in out
+    code, out = run("verify-receipt", receipt, "--network", founding, "--membership", v1)
+    assert code == 0 and "receipt OK" in out and "proposed by bank-d" in out
+    code, out = run("verify-receipt", receipt, "--network", v1)  # v1 cannot fix the chain id
+    assert code == 1 and "founding network.toml (version 0)" in out and "Traceback" not in out

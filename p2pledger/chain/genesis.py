@@ -10,16 +10,24 @@ from __future__ import annotations
 
 from p2pledger import codec
 from p2pledger.chain.block import VALID, ZERO_HASH, Block, Header, results_root, tx_root
-from p2pledger.errors import CodecError, InvalidBlock, MalformedKey, SchemaError
+from p2pledger.errors import CodecError, InvalidBlock, LocalError, MalformedKey, SchemaError
 from p2pledger.membership import Network
 
-__all__ = ["chain_id_of", "genesis_block", "network_of_genesis"]
+__all__ = ["NotFoundingNetwork", "chain_id_of", "genesis_block", "network_of_genesis"]
+
+
+class NotFoundingNetwork(LocalError):
+    """A network of a later membership version where the founding one is needed."""
 
 
 def genesis_block(network: Network) -> Block:
     """The genesis block of ``network``; the same bytes on every machine."""
     if network.version != 0:
-        raise ValueError("genesis is made from the initial network (version 0)")
+        raise NotFoundingNetwork(
+            f"this network is membership version {network.version} of chain "
+            f"{network.chain_name!r}; the chain id and genesis come from its founding "
+            "network.toml (version 0): use that file here"
+        )
     entry = codec.encode(network.to_value())
     header = Header(
         chain_id=b"",

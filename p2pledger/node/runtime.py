@@ -103,6 +103,10 @@ class NodeDiverged(LocalError):
     """A committed block does not check out against this member's ledger: stop."""
 
 
+#: How often a running daemon looks whether its node.toml changed (a next key added).
+NODE_FILE_POLL_S = 2.0
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeSettings:
     """Timing and batching of the runtime (the limits live in node.toml)."""
@@ -302,6 +306,7 @@ class Node:
             listen=(listen.host, listen.port),
             rng=self.env.rng,
             resolve=self._dial_address,
+            alternate=self._next_key,
         )
         self.ordering = ordering = Ordering(
             raw=raw,
@@ -332,6 +337,7 @@ class Node:
             nursery.start_soon(self._relay_changes)
             nursery.start_soon(self._watch_peers)
             nursery.start_soon(self._announce_height)
+            nursery.start_soon(self._watch_node_file)
             nursery.start_soon(gossip.run)
             api_stop = trio.Event()
             if self.settings.serve_api:
@@ -806,19 +812,52 @@ class Node:
         ``next_key_file`` again (an admin adds it while the daemon runs)."""
         me = network.member(self.name)
         held = {k.public_key for k in (self._key, self._next_key) if k is not None}
-        if me is None or me.node_key in held or self._config_file is None:
+        if me is None or me.node_key in held:
             return
+        key = self._read_next_key()
+        if key is not None and key.public_key == me.node_key:
+            self._take_next_key(key)
+
+    def _read_next_key(self) -> SigningKey | None:
+        """node.toml's ``next_key_file`` as it is now (None: none, or unreadable)."""
+        if self._config_file is None:
+            return None
         try:
             path = load_node(self._config_file).next_key_file
-            if path is None:
-                return
-            key = load_signing_key(path)
+            return None if path is None else load_signing_key(path)
         except P2PLedgerError as exc:
             self._log.error("node.next_key.unreadable", file=str(self._config_file), error=str(exc))
+            return None
+
+    def _take_next_key(self, key: SigningKey) -> None:
+        if key.public_key == self.key.public_key or (
+            self._next_key is not None and self._next_key.public_key == key.public_key
+        ):
             return
-        if key.public_key == me.node_key:
-            self._next_key = key
-            self._log.info("node.next_key.loaded", file=str(path))
+        self._next_key = key
+        if self.peers is not None:
+            self.peers.set_alternate_identity(key)
+        self._log.info("node.next_key.loaded", key=key.public_key.short)
+
+    async def _watch_node_file(self) -> None:
+        """Pick up a ``next_key_file`` added to node.toml while running, before the
+        rotation commits: a member that misses the commit then still gets back in by
+        dialing under the next key (the others already expect it)."""
+        if self._config_file is None:
+            return
+        seen: float | None = None
+        while True:
+            try:
+                mtime = self._config_file.stat().st_mtime
+            except OSError:
+                mtime = None
+            changed = seen is not None and mtime is not None and mtime != seen
+            if changed or (seen is None and self._next_key is None):
+                key = self._read_next_key()
+                if key is not None:
+                    self._take_next_key(key)
+            seen = mtime if mtime is not None else seen
+            await trio.sleep(NODE_FILE_POLL_S)
 
     def _send_farewells(
         self, old: Network, new: Network, committed: list[tuple[int, Block]]

@@ -180,6 +180,7 @@ class _Peer:
         "scope",
         "throttle",
         "throttled",
+        "use_alternate",
         "wakeup",
     )
 
@@ -190,6 +191,8 @@ class _Peer:
             max_messages=config.send_queue_messages, max_bytes=config.send_queue_bytes
         )
         self.conn: _Connection | None = None
+        #: dial with the alternate identity next (the last dial with ours was refused)
+        self.use_alternate = False
         self.removed = False  # no longer a member: dial no more
         self.dialing: trio.CancelScope | None = None
         self.incoming = 0  # connections admitted by our verdict, not yet attached
@@ -237,6 +240,7 @@ class PeerManager:
         rng: random.Random | None = None,
         name: str | None = None,
         joining: bool = False,
+        alternate: SigningKey | None = None,
     ) -> None:
         me = network.member_by_node_key(identity.public_key)
         if me is None and name is None:
@@ -246,6 +250,10 @@ class PeerManager:
         if len(chain_id) != CHAIN_ID_SIZE:
             raise LocalProtocolError(f"a chain id is {CHAIN_ID_SIZE} bytes")
         self._identity = identity
+        #: A next node key during a rotation: a dial refused under ``identity`` is tried
+        #: again under this one, in case the others already apply the rotation that this
+        #: node has not seen committed yet (it would otherwise never hear of it).
+        self._alternate = alternate
         self._me: Member | None = me
         self.name = me.name if me is not None else str(name)
         self._joining = joining and me is None
@@ -342,6 +350,10 @@ class PeerManager:
         rotated = identity is not None and identity.public_key != self._identity.public_key
         if identity is not None:
             self._identity = identity
+        if rotated or (
+            self._alternate is not None and self._alternate.public_key == self._identity.public_key
+        ):
+            self._alternate = None  # the rotation is done
         me = network.member_by_node_key(self._identity.public_key)
         self._network = network
         self._me = me
@@ -488,10 +500,18 @@ class PeerManager:
 
     # --- handshakes ---------------------------------------------------------------
 
-    def _handshake(self, side: Side, expected: PublicKey | None) -> Handshake:
+    def set_alternate_identity(self, key: SigningKey | None) -> None:
+        """The next node key during a rotation (None: there is none)."""
+        if key is not None and key.public_key == self._identity.public_key:
+            key = None
+        self._alternate = key
+
+    def _handshake(
+        self, side: Side, expected: PublicKey | None, identity: SigningKey | None = None
+    ) -> Handshake:
         return Handshake(
             side=side,
-            identity=self._identity,
+            identity=identity or self._identity,
             chain_id=self._chain_id,
             network=self._network,
             removed_keys=self._removed,
@@ -590,14 +610,14 @@ class PeerManager:
             return False
         remote = f"{host}:{port}"
         channel: SecureChannel | None = None
+        alternate = self._alternate if peer.use_alternate else None
         with trio.CancelScope() as scope:
             peer.dialing = scope
             try:
                 with trio.fail_after(cfg.connect_timeout):
                     stream = await self._net.open_tcp_stream(host, port)
-                channel = SecureChannel(
-                    stream, self._handshake(Side.DIALER, peer.member.node_key), config=cfg
-                )
+                handshake = self._handshake(Side.DIALER, peer.member.node_key, alternate)
+                channel = SecureChannel(stream, handshake, config=cfg)
                 await channel.do_handshake()
             except (PeerUnreachable, trio.TooSlowError) as exc:
                 self.metrics.dials.labels("unreachable").inc()
@@ -606,6 +626,8 @@ class PeerManager:
             except HandshakeRefused as exc:
                 self.metrics.dials.labels("refused").inc()
                 self._refused(exc, side=Side.DIALER, remote=remote)
+                # refused: try the other identity next time, if a rotation is under way
+                peer.use_alternate = self._alternate is not None and not peer.use_alternate
                 return False
             finally:
                 peer.dialing = None
@@ -615,6 +637,10 @@ class PeerManager:
             self.metrics.dials.labels("superseded").inc()
             return False
         self.metrics.dials.labels("connected").inc()
+        if alternate is not None:
+            self._log.info(
+                "dial.alternate_identity", peer=peer.name, key=alternate.public_key.short
+            )
         await self._serve(peer, channel, dialed_by_us=True)
         return True
 

@@ -421,3 +421,30 @@ async def test_listen_failure_is_local_and_a_manager_can_run_again() -> None:
             with trio.fail_after(5):
                 await a.manager.wait_disconnected("m1")
     assert REGISTRY.get_sample_value("p2pledger_wire_connections") is None  # never global
+
+
+async def test_a_member_that_missed_its_rotation_gets_back_in_under_the_next_key() -> None:
+    net = factory.TestNetwork(3)
+    members = net.network.members
+    new_key = factory.seeded_key("node-1-next")
+    rotated = dataclasses.replace(members[1], node_key=new_key.public_key)
+    later = _network(net, (members[0], rotated, members[2]), version=1)
+    with structlog.testing.capture_logs() as logs:
+        async with cluster(3, net=net) as c:
+            m0, m1, m2 = (c[n].manager for n in ("m0", "m1", "m2"))
+            with trio.fail_after(5):
+                await m1.wait_connected()
+            # The others apply the rotation; m1 has not seen it commit and still speaks
+            # with its old key, which they now refuse.
+            m0.update_membership(later)
+            m2.update_membership(later)
+            with trio.fail_after(5):
+                while m1.connected_peers():
+                    await trio.sleep(0.01)
+            m1.set_alternate_identity(new_key)  # it holds the next key (next_key_file)
+            with trio.fail_after(10):
+                await m1.wait_connected(["m0", "m2"])
+            await exchange(m0, m1)
+            await exchange(m2, m1)
+            assert m1.identity is not new_key  # it switches only when it sees the commit
+    assert any(e["event"] == "dial.alternate_identity" for e in logs)

@@ -72,15 +72,19 @@ class Gossip:
         return out
 
     async def _resync(self) -> None:
-        """Push the mempool to each peer that (re)connects."""
-        known: frozenset[str] = frozenset()
+        """Push the mempool to each peer that (re)connects. A reconnection is a new
+        session, so a peer that dropped and came back between two looks (a fast
+        reconnect) is resynced too."""
+        known: dict[str, bytes | None] = {}
         while True:
-            connected = self._peers.connected_peers()
-            for peer in connected - known:
+            sessions = {p: self._peers.session_with(p) for p in self._peers.connected_peers()}
+            for peer, session in sessions.items():
+                if session is None or known.get(peer) == session:
+                    continue
                 pending = self._pending()
                 for batch in self._batches(pending):
                     self._peers.send_nowait(peer, Message(type=GOSSIP_TXS, body={"txs": batch}))
                 if pending:
                     self._log.info("gossip.resync", peer=peer, transactions=len(pending))
-            known = connected
+            known = sessions
             await trio.sleep(self._interval * 50)

@@ -14,6 +14,7 @@ an admin key of it), then the Ed25519 signature ("bad_signature"). Pure: no I/O.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Container
 
 from p2pledger.api.errors import TxRejected
 from p2pledger.chain import Transaction
@@ -25,9 +26,19 @@ __all__ = ["check_entry"]
 
 
 def check_entry(
-    raw: bytes, *, chain_id: bytes, network: Network, max_tx_bytes: int = MAX_TX_SIZE
+    raw: bytes,
+    *,
+    chain_id: bytes,
+    network: Network,
+    max_tx_bytes: int = MAX_TX_SIZE,
+    former_signers: Container[bytes] = frozenset(),
 ) -> Transaction:
-    """Decode and check ``raw``; return the transaction or raise ``TxRejected``."""
+    """Decode and check ``raw``; return the transaction or raise ``TxRejected``.
+
+    ``former_signers`` are keys that could sign under an earlier membership: a member
+    passes their transactions on (gossip) because another member accepted them before a
+    revocation; they are then ordered and recorded invalid, never silently lost. A
+    client's new submission gets no such allowance."""
     if len(raw) > max_tx_bytes:
         raise TxRejected("too_large", f"the transaction is {len(raw)} bytes, over {max_tx_bytes}")
     try:
@@ -40,7 +51,9 @@ def check_entry(
             f"the transaction is for chain {tx.chain_id.hex()[:16]}…, "
             f"this ledger is {chain_id.hex()[:16]}…",
         )
-    if tx.op == CONFIG_UPDATE_OP:
+    if tx.signer.raw in former_signers:
+        pass  # ordered, and recorded invalid if it no longer may sign
+    elif tx.op == CONFIG_UPDATE_OP:
         if not network.is_admin(tx.signer):
             raise TxRejected(
                 "unknown_signer",

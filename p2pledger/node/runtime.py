@@ -155,6 +155,10 @@ class Node:
         self.name = config.name
         self.chain_id = chain_id_of(self.founding)
         self._network = self.founding
+        #: Keys that signed under an earlier membership than the one in force (revoked
+        #: users, removed members' keys): their transactions that another member
+        #: accepted before the change are still ordered, and recorded invalid.
+        self._former_signers: set[bytes] = set()
         self.standing: Standing | None = None
         self.metrics = NodeMetrics(self.env.registry)
         limits = config.limits
@@ -218,6 +222,7 @@ class Node:
         self.ledger = ledger
         try:
             self._network = ledger.network
+            self._former_signers = _signer_keys(self.founding) - _signer_keys(ledger.network)
             self.metrics.membership_version.set(self._network.version)
             self.standing = standing_of(
                 self._network,
@@ -510,6 +515,7 @@ class Node:
                     chain_id=self.chain_id,
                     network=self.network,
                     max_tx_bytes=self.config.limits.max_tx_bytes,
+                    former_signers=self._former_signers,
                 )
             except TxRejected as exc:
                 rejected.append(exc.reason)
@@ -769,6 +775,7 @@ class Node:
         if network.version == self._network.version:
             return
         old, self._network = self._network, network
+        self._former_signers |= _signer_keys(old) - _signer_keys(network)
         if self.peers is not None:
             self._send_farewells(old, network, committed)
         self.metrics.membership_version.set(network.version)
@@ -1041,3 +1048,8 @@ def _raft_message(delivery: Delivery) -> RaftMessage:
     if message.sender != delivery.peer:
         raise BadMessage(f"a Raft message from {delivery.peer} claims to be from {message.sender}")
     return message
+
+
+def _signer_keys(network: Network) -> set[bytes]:
+    """Every key that may sign a transaction under ``network`` (users and admins)."""
+    return {k.raw for m in network.members for k in (*m.users, *m.admins)}

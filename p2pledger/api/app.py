@@ -41,7 +41,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from p2pledger.api import inputs
-from p2pledger.api.errors import MempoolFull, RequestRefused, TxRejected, rejection_status
+from p2pledger.api.errors import RequestRefused, TxRejected, Unavailable, rejection_status
 from p2pledger.api.metrics import UNMATCHED, ApiMetrics
 from p2pledger.api.service import LedgerService, TxState
 from p2pledger.api.views import (
@@ -188,11 +188,11 @@ class _Handlers:
             if resume and exc.reason in _RESUMABLE:
                 return sha256(raw)  # the id of a transaction is the hash of its bytes
             raise RequestRefused(rejection_status(exc.reason), exc.reason, exc.message) from exc
-        except MempoolFull as exc:
+        except Unavailable as exc:
             seconds = max(0, math.ceil(exc.retry_after_s))
             raise RequestRefused(
                 503,
-                "mempool_full",
+                exc.code,
                 f"{exc.message}; retry after {seconds} s",
                 headers={"Retry-After": str(seconds)},
                 extra={"retry_after_s": seconds},

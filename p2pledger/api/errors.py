@@ -19,6 +19,7 @@ __all__ = [
     "MempoolFull",
     "RequestRefused",
     "TxRejected",
+    "Unavailable",
     "rejection_status",
 ]
 
@@ -60,15 +61,24 @@ class TxRejected(RemoteError):
         self.message = message
 
 
-class MempoolFull(P2PLedgerError):
-    """The service holds as many pending transactions as it may; retry later."""
+class Unavailable(P2PLedgerError):
+    """The service takes no transaction now (503 with Retry-After); ``code`` says why:
+    "mempool_full", "shutting_down", or "not_a_member" (joining, or removed)."""
 
-    def __init__(self, retry_after_s: float, message: str = "the mempool is full") -> None:
+    def __init__(self, retry_after_s: float, code: str, message: str) -> None:
         if retry_after_s < 0:
             raise ValueError("retry_after_s must not be negative")
         super().__init__(f"{message}; retry after {retry_after_s:g} s")
         self.retry_after_s = retry_after_s
+        self.code = code
         self.message = message
+
+
+class MempoolFull(Unavailable):
+    """The service holds as many pending transactions as it may; retry later."""
+
+    def __init__(self, retry_after_s: float, message: str = "the mempool is full") -> None:
+        super().__init__(retry_after_s, "mempool_full", message)
 
 
 class RequestRefused(RemoteError):

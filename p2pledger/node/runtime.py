@@ -38,8 +38,7 @@ import trio
 
 from p2pledger.api.admission import check_entry
 from p2pledger.api.app import create_app
-from p2pledger.api.errors import MempoolFull as ApiMempoolFull
-from p2pledger.api.errors import TxRejected
+from p2pledger.api.errors import TxRejected, Unavailable
 from p2pledger.api.server import serve_api
 from p2pledger.chain import Block, Transaction, chain_id_of
 from p2pledger.config import NodeConfig, load_network, load_node, parse_address
@@ -445,9 +444,13 @@ class Node:
     async def submit(self, raw: bytes) -> bytes:
         """Entry checks, then the mempool, then gossip; return the transaction id."""
         if not self._accepting:
-            raise ApiMempoolFull(5.0, "this member is shutting down; submit to another member")
+            raise Unavailable(
+                5.0, "shutting_down", "this member is shutting down; submit to another member"
+            )
         if self.standing is not None and self.standing.problem is not None:
-            raise ApiMempoolFull(5.0, f"this daemon is {self.standing.problem}; submit to a member")
+            raise Unavailable(
+                5.0, "not_a_member", f"this daemon is {self.standing.problem}; submit to a member"
+            )
         tx = check_entry(
             raw,
             chain_id=self.chain_id,

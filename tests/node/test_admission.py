@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from p2pledger.api.errors import MempoolFull, TxRejected
+from p2pledger.api.errors import MempoolFull, TxRejected, Unavailable
 from p2pledger.config import NodeConfig, NodeLimits
 from p2pledger.ledger import Ledger
 from p2pledger.node import Node
@@ -65,5 +65,6 @@ async def test_pending_and_committed_transactions_are_refused_by_name(node: Node
 
 async def test_a_member_that_is_stopping_refuses_new_work(node: Node) -> None:
     node._accepting = False
-    with pytest.raises(MempoolFull, match="shutting down"):
+    with pytest.raises(Unavailable, match="shutting down") as info:
         await NodeService(node).submit(NET.tx(5).raw)
+    assert info.value.code == "shutting_down"  # not "mempool_full": the client must know

@@ -114,8 +114,9 @@ def test_remove_the_current_leader(cluster: Cluster) -> None:
     assert not c.api(leader).healthy()
     assert c.log_events(leader, "node.removed")
     assert c.api(leader).block(1)["hash"] == c.api(new_leader).block(1)["hash"]
-    with pytest.raises(ApiRequestFailed):
+    with pytest.raises(ApiRequestFailed) as refused_submit:
         c.api(leader).submit(c.tx(user=0).raw)
+    assert (refused_submit.value.status, refused_submit.value.code) == (503, "not_a_member")
     # The others closed its connections, and refuse it at the handshake.
     for name in rest:
         wait_until(

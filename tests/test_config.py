@@ -977,10 +977,14 @@ paths = st.lists(
 def node_configs(draw: st.DrawFn) -> NodeConfig:
     where = st.sampled_from([BASE, BASE.parent, Path("/var/lib/p2pledger")])
     frame, mempool = draw(positive), draw(positive)
+    key_file = draw(where) / draw(paths)
+    next_key = st.builds(lambda d, p: d / p, where, paths).filter(lambda p: p != key_file)
     return NodeConfig(
         name=draw(names),
         network=draw(where) / draw(paths),
-        key_file=draw(where) / draw(paths),
+        key_file=key_file,
+        next_key_file=draw(st.none() | next_key),
+        join=draw(st.booleans()),
         data_dir=draw(where) / draw(paths),
         listen=draw(addresses),
         api=draw(addresses),
@@ -1037,6 +1041,32 @@ def test_check_node_against_network() -> None:
     assert (problem.file, problem.key) == (NODE_SRC, "name")
     assert '"bank-a" is not a member of chain "test-chain"' in problem.reason
     assert "its members are: m0, m1, m2" in problem.reason
+    assert "join = true" in problem.reason
+
+
+def test_a_joining_member_need_not_be_in_the_founding_file() -> None:
+    network = factory.TestNetwork(n=3).network
+    doc = node_doc() | {"join": True}
+    joining = parse_node(tomli_w.dumps(doc), source=NODE_SRC, base_dir=BASE)
+    assert joining.join is True
+    check_node_against_network(joining, network, NODE_SRC)
+    assert parse_node(tomli_w.dumps(node_doc()), source=NODE_SRC, base_dir=BASE).join is False
+    problem = only_problem(node_doc() | {"join": "yes"}, node=True)
+    assert problem.key == "join" and "expected true or false" in problem.reason
+
+
+def test_next_key_file_is_optional_and_resolved_like_the_key_file() -> None:
+    doc = node_doc() | {"key_file": "keys/node.key", "next_key_file": "keys/node-next.key"}
+    cfg = parse_node(tomli_w.dumps(doc), source=NODE_SRC, base_dir=BASE)
+    assert cfg.next_key_file == BASE / "keys/node-next.key"
+    assert 'next_key_file = "keys/node-next.key"' in node_to_toml(cfg, relative_to=BASE)
+    assert (
+        parse_node(tomli_w.dumps(node_doc()), source=NODE_SRC, base_dir=BASE).next_key_file is None
+    )
+    same = only_problem(doc | {"next_key_file": "keys/node.key"}, node=True)
+    assert same.key == "next_key_file" and "is the key_file itself" in same.reason
+    bad = only_problem(doc | {"next_key_file": 7}, node=True)
+    assert bad.key == "next_key_file" and "expected a string" in bad.reason
 
 
 def test_node_dial_table_overrides_addresses() -> None:

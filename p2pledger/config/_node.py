@@ -94,6 +94,12 @@ class NodeConfig:
     #: Where to dial a member instead of its network.toml address (member -> host:port):
     #: a private link, a NAT hairpin, or a test harness's relay. Local to this daemon.
     dial: Mapping[str, str] = field(default_factory=dict)
+    #: The member's next node key during a rotation: the daemon switches to it when
+    #: the membership in force gives the member its public key.
+    next_key_file: Path | None = None
+    #: This member is joining: its name need not be in the founding network file
+    #: (``p2pledger init --join``); it is let in once a membership update names it.
+    join: bool = False
 
 
 _ROOT_KEYS: Final = (
@@ -106,6 +112,8 @@ _ROOT_KEYS: Final = (
     "log",
     "limits",
     "dial",
+    "next_key_file",
+    "join",
 )
 _LOG_KEYS: Final = ("format", "level")
 _LIMIT_KEYS: Final = tuple(f.name for f in fields(NodeLimits))
@@ -161,6 +169,10 @@ def node_to_toml(config: NodeConfig, *, relative_to: Path | None = None) -> str:
         "log": {"format": config.log.format.value, "level": config.log.level.value},
         "limits": {k: getattr(config.limits, k) for k in _LIMIT_KEYS},
     }
+    if config.next_key_file is not None:
+        top["next_key_file"] = _path_text(config.next_key_file, base)
+    if config.join:
+        top["join"] = True
     if config.dial:
         top["dial"] = dict(sorted(config.dial.items()))
     text = _HEADER + "\n" + tomli_w.dumps(top)
@@ -169,14 +181,19 @@ def node_to_toml(config: NodeConfig, *, relative_to: Path | None = None) -> str:
 
 
 def check_node_against_network(node: NodeConfig, network: Network, source: str) -> None:
-    """Raise ConfigError unless the node's name is a member of ``network`` and every
-    ``[dial]`` entry names another member."""
+    """Raise ConfigError unless the node's name is a member of ``network`` (or the node
+    is joining: ``join = true``) and every ``[dial]`` entry names another member.
+
+    ``network`` is the founding file: the membership in force lives on the ledger, and
+    the daemon checks its name and key against that when it starts.
+    """
     names = ", ".join(m.name for m in network.members) or "none"
     problems: list[ConfigProblem] = []
-    if network.member(node.name) is None:
+    if network.member(node.name) is None and not node.join:
         reason = (
             f"{quote(node.name)} is not a member of chain {quote(network.chain_name)} "
-            f"(network file {node.network}); its members are: {names}"
+            f"(network file {node.network}); its members are: {names}. A member that "
+            "joins the chain later sets join = true (p2pledger init --join)"
         )
         problems.append(ConfigProblem(source, "name", reason))
     for peer in node.dial:
@@ -213,6 +230,14 @@ def _read_node(root: Table, base: Path) -> NodeConfig | None:
     log = _read_log(root.table("log", _LOG_KEYS))
     limits = _read_limits(root.table("limits", _LIMIT_KEYS))
     dial = _read_dial(root)
+    next_key_file = (
+        _read_path(root, "next_key_file", base)
+        if root.raw("next_key_file", required=False) is not None
+        else None
+    )
+    if next_key_file is not None and next_key_file == key_file:
+        root.problem("next_key_file", "is the key_file itself; name the new key's file")
+    join = _read_bool(root, "join", default=False)
     if (
         root.problems
         or name is None
@@ -224,6 +249,7 @@ def _read_node(root: Table, base: Path) -> NodeConfig | None:
         or log is None
         or limits is None
         or dial is None
+        or join is None
     ):
         return None
     return NodeConfig(
@@ -236,7 +262,19 @@ def _read_node(root: Table, base: Path) -> NodeConfig | None:
         log=log,
         limits=limits,
         dial=dial,
+        next_key_file=next_key_file,
+        join=join,
     )
+
+
+def _read_bool(t: Table, key: str, *, default: bool) -> bool | None:
+    value = t.raw(key, required=False)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        t.problem(key, f"expected true or false, got {describe(value)}")
+        return None
+    return value
 
 
 def _read_dial(root: Table) -> dict[str, str] | None:

@@ -53,3 +53,8 @@ class NodeMetrics:
             registry=registry,
         )
         self.store_bytes = Gauge("p2pledger_store_bytes", "LMDB bytes in use.", registry=registry)
+        self.membership_version = Gauge(
+            "p2pledger_membership_version",
+            "Version of the membership in force (0: the founding file).",
+            registry=registry,
+        )

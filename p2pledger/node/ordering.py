@@ -18,7 +18,18 @@ from typing import Any
 import structlog
 import trio
 
-from p2pledger.raft import Entry, Message, NotLeader, RawNode, Ready, Role, SnapshotMeta
+from p2pledger.raft import (
+    ConfChange,
+    ConfState,
+    Entry,
+    Message,
+    NotLeader,
+    ProposalDropped,
+    RawNode,
+    Ready,
+    Role,
+    SnapshotMeta,
+)
 from p2pledger.raft.errors import RaftError
 from p2pledger.store.raft_log import RaftLog
 
@@ -72,11 +83,22 @@ class Ordering:
         with contextlib.suppress(trio.WouldBlock):
             self._in.send_nowait(("step", message))
 
-    async def propose(self, data: bytes) -> Entry:
-        """Append ``data`` to the log as leader; raise NotLeader if we are not one."""
+    async def propose(self, data: bytes, *, term: int | None = None) -> Entry:
+        """Append ``data`` to the log as leader; raise NotLeader if we are not one,
+        ProposalDropped if ``term`` is given and is no longer the current term (a block
+        records the term it was cut in, which must be its entry's term)."""
+        return await self._propose(data, term)
+
+    async def propose_conf_change(self, change: ConfChange, *, term: int | None = None) -> Entry:
+        """Append a single-server membership change as leader (its ``context`` carries
+        the block); raise ConfChangePending, InvalidConfChange, NotLeader or
+        ProposalDropped (as ``propose``), having changed nothing."""
+        return await self._propose(change, term)
+
+    async def _propose(self, item: bytes | ConfChange, term: int | None) -> Entry:
         done: list[Entry | RaftError] = []
         event = trio.Event()
-        await self._in.send(("propose", (data, done, event)))
+        await self._in.send(("propose", (item, term, done, event)))
         await event.wait()
         result = done[0]
         if isinstance(result, RaftError):
@@ -112,6 +134,16 @@ class Ordering:
     @property
     def is_leader(self) -> bool:
         return self._raw.role is Role.LEADER
+
+    @property
+    def conf_change_pending(self) -> bool:
+        """A Raft configuration change is not yet committed (a second would be refused)."""
+        return self._raw.conf_change_pending
+
+    @property
+    def conf(self) -> ConfState:
+        """The Raft configuration in force in the core."""
+        return self._raw.conf
 
     @property
     def idle_leader(self) -> bool:
@@ -155,9 +187,14 @@ class Ordering:
             except RaftError as exc:
                 self._log_events.warning("raft.step.failed", error=str(exc))
         elif kind == "propose":
-            data, done, event = value
+            item, term, done, event = value
             try:
-                done.append(raw.propose(data))
+                if term is not None and term != raw.term:
+                    raise ProposalDropped(f"cut in term {term}, the term is now {raw.term}")
+                if isinstance(item, ConfChange):
+                    done.append(raw.propose_conf_change(item))
+                else:
+                    done.append(raw.propose(item))
             except RaftError as exc:
                 done.append(exc)
             event.set()

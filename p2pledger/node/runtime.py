@@ -10,6 +10,17 @@ batch timeout passed, and only when every entry of its log is applied, so the bl
 is executed on the final state of its parent. Each committed Raft entry carries one
 block, which every member checks, re-executes and stores in one LMDB transaction.
 A member whose result differs stops (``NodeDiverged``) rather than serve wrong answers.
+
+Membership: the network in force is the ledger's (``Ledger.network``), not node.toml's
+network file, which stays the founding file (genesis, chain id). A block whose
+``config.update`` changes the Raft configuration (a member added, removed or re-roled)
+is proposed as that Raft configuration change, with the block as its context, so the
+ordering service and the ledger change together; every other block is a normal
+entry. After each commit that changes the version, everything that depends on the
+membership follows: the transport's members and this daemon's identity (a rotated
+node key), the entry checks, the block limits, health and status. A daemon that the
+membership in force does not name is *joining* (it follows and catches up until an
+update names it) or *removed* (it takes no part and serves read-only queries).
 """
 
 from __future__ import annotations
@@ -48,13 +59,25 @@ from p2pledger.node.protocol import (
     SYNC_REQUEST,
     message_types,
 )
+from p2pledger.node.reconfig import (
+    KeyNotInForce,
+    Standing,
+    StandingKind,
+    TooManyConfChanges,
+    conf_change_of,
+    conf_of,
+    hold_back,
+    standing_of,
+)
 from p2pledger.node.service import NodeService
 from p2pledger.raft import (
     BadMessage,
+    ConfChange,
+    ConfChangePending,
     Config,
-    ConfState,
     Entry,
     EntryKind,
+    InvalidConfChange,
     RawNode,
     SnapshotMeta,
     message_from_value,
@@ -98,20 +121,25 @@ class Node:
         settings: NodeSettings | None = None,
         network: Network | None = None,
         key: SigningKey | None = None,
+        next_key: SigningKey | None = None,
     ) -> None:
+        """``network`` is the founding file's (default: node.toml's ``network``); ``key``
+        and ``next_key`` the node keys (default: ``key_file``, ``next_key_file``)."""
         self.config = config
         self.env = env or Environment()
         self.settings = settings or NodeSettings()
-        self.network = network or load_network(config.network)
-        self.key = key or load_signing_key(config.key_file)
-        me = self.network.member(config.name)
-        if me is None or me.node_key != self.key.public_key:
-            raise LocalError(
-                f"{config.key_file} is not the node key network.toml gives {config.name}"
-            )
+        #: The founding network: it fixes genesis and the chain id, nothing more.
+        self.founding = network or load_network(config.network)
+        self._key = key or load_signing_key(config.key_file)
+        if next_key is None and config.next_key_file is not None:
+            next_key = load_signing_key(config.next_key_file)
+        self._next_key = next_key
+        #: The key this daemon speaks with now (signs blocks, authenticates to members).
+        self.key = self._key
         self.name = config.name
-        self.role = me.role
-        self.chain_id = chain_id_of(self.network)
+        self.chain_id = chain_id_of(self.founding)
+        self._network = self.founding
+        self.standing: Standing | None = None
         self.metrics = NodeMetrics(self.env.registry)
         limits = config.limits
         self.mempool = Mempool(
@@ -134,6 +162,9 @@ class Node:
         self._stop = trio.Event()
         self._stopped = trio.Event()
         self._catching_up = False
+        #: Membership updates are held back while the version is this one (Raft refused
+        #: the configuration change the last one made).
+        self._updates_refused_at: int | None = None
         #: The last height each other member announced (for status and lag).
         self.peer_heights: dict[str, int] = {}
         self._sync_replies: trio.MemorySendChannel[tuple[str, Any]] | None = None
@@ -150,10 +181,36 @@ class Node:
         """Wait until ``run`` has finished (after ``stop`` or a failure)."""
         await self._stopped.wait()
 
+    @property
+    def network(self) -> Network:
+        """The membership in force: the ledger's at its tip (the founding file's until
+        the ledger is open)."""
+        return self._network
+
+    @property
+    def role(self) -> Role | None:
+        """This member's role in the membership in force (None: not named)."""
+        me = self._network.member(self.name)
+        return me.role if me is not None and self.standing_kind is StandingKind.MEMBER else None
+
+    @property
+    def standing_kind(self) -> StandingKind | None:
+        return self.standing.kind if self.standing is not None else None
+
     async def run(self, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
         ledger = await trio.to_thread.run_sync(self._open_ledger)
         self.ledger = ledger
         try:
+            self._network = ledger.network
+            self.metrics.membership_version.set(self._network.version)
+            self.standing = standing_of(
+                self._network,
+                self.name,
+                key=self._key,
+                next_key=self._next_key,
+                was_member=self._was_member(ledger),
+            )
+            self.key = self.standing.identity
             await self._run(ledger, task_status)
         finally:
             await trio.to_thread.run_sync(ledger.close)
@@ -164,14 +221,40 @@ class Node:
         data = self.config.data_dir
         if not (data / "ledger.lmdb").exists():
             # A wiped (or new) member starts from genesis and catches up from the others.
-            return Ledger.create(data, self.network)
+            return Ledger.create(data, self.founding)
         return Ledger.open(data, chain_id=self.chain_id)
 
-    async def _run(self, ledger: Ledger, task_status: trio.TaskStatus[Node]) -> None:
-        log = await trio.to_thread.run_sync(
-            lambda: RaftLog(ledger.store, initial_conf=conf_of(self.network))
+    def _was_member(self, ledger: Ledger) -> bool:
+        """Whether this member was named once, so that, not named now, it was removed
+        rather than still joining: the founding file names it. (A member that joined
+        later and was then removed restarts as joining, refused by every member: the
+        ledger's history does not keep each version's member names.)"""
+        return ledger.founding_network.member(self.name) is not None
+
+    def _ledger_point(self) -> SnapshotMeta:
+        """The Raft point the ledger has reached: the index and term of the entry that
+        carried its tip, and the configuration of the membership in force there (the
+        one Raft held at that index: every change to it is that block's entry)."""
+        assert self.ledger is not None
+        return SnapshotMeta(
+            index=self.ledger.store.applied_raft_index(),
+            term=self.ledger.tip.header.term,
+            conf=conf_of(self.ledger.network),
         )
-        applied = await trio.to_thread.run_sync(ledger.store.applied_raft_index)
+
+    async def _run(self, ledger: Ledger, task_status: trio.TaskStatus[Node]) -> None:
+        # A fresh Raft log starts at the founding configuration: the configuration
+        # entries in the log (or a later snapshot point) bring it to the one in force.
+        log = await trio.to_thread.run_sync(
+            lambda: RaftLog(ledger.store, initial_conf=conf_of(self.founding))
+        )
+        point = await trio.to_thread.run_sync(self._ledger_point)
+        applied = max(point.index, log.snapshot().index)
+        ahead = applied > log.initial_state().commit
+        if ahead:
+            # A crash after a block catch-up, before Raft persisted the restore: start
+            # at the persisted commit and restore the ledger's point right away.
+            applied = max(log.initial_state().commit, log.snapshot().index)
         raw = RawNode(
             Config(
                 id=self.name,
@@ -179,15 +262,21 @@ class Node:
                 rng=self.env.rng,
                 election_tick=self.settings.election_ticks,
                 heartbeat_tick=self.settings.heartbeat_ticks,
-                applied=max(applied, log.snapshot().index),
+                applied=applied,
                 logger=structlog.get_logger("p2pledger.raft", member=self.name).info,
             )
         )
+        if ahead:
+            raw.restore(point)
         listen = parse_address(self.config.listen)
         limits = self.config.limits
+        standing = self.standing
+        assert standing is not None
         self.peers = peers = PeerManager(
             identity=self.key,
-            network=self.network,
+            network=self._network,
+            name=self.name,
+            joining=standing.kind is StandingKind.JOINING,
             chain_id=self.chain_id,
             registry=self.env.registry,
             messages=message_types(),
@@ -248,7 +337,10 @@ class Node:
                 height=ledger.tip.height,
                 transport_port=self.transport_port,
                 api=self.api_address,
+                membership_version=self._network.version,
+                standing=standing.kind.value,
             )
+            self._log_standing(standing)
             task_status.started(self)
             await self._stop.wait()
             self._log.info("node.stopping", pending=len(self.mempool))
@@ -286,6 +378,9 @@ class Node:
                 elif kind == SYNC_BLOCKS and self._sync_replies is not None:
                     with contextlib.suppress(trio.WouldBlock):
                         self._sync_replies.send_nowait((delivery.peer, delivery.message.body))
+                elif kind == SYNC_BLOCKS:
+                    # Unasked: the blocks that removed this member (see _send_farewells).
+                    nursery.start_soon(self._apply_farewell, delivery)
             except (BadMessage, RemoteError) as exc:
                 self._log.warning(
                     "peer.message.refused", peer=delivery.peer, type=kind, error=str(exc)
@@ -328,6 +423,8 @@ class Node:
         """Entry checks, then the mempool, then gossip; return the transaction id."""
         if not self._accepting:
             raise ApiMempoolFull(5.0, "this member is shutting down; submit to another member")
+        if self.standing is not None and self.standing.problem is not None:
+            raise ApiMempoolFull(5.0, f"this daemon is {self.standing.problem}; submit to a member")
         tx = check_entry(
             raw,
             chain_id=self.chain_id,
@@ -421,9 +518,9 @@ class Node:
 
     async def _cutter(self) -> None:
         assert self.ordering is not None
-        limits = self.network.limits
-        timeout = limits.batch_timeout_ms / 1000
         while True:
+            limits = self.network.limits  # the membership in force sets them
+            timeout = limits.batch_timeout_ms / 1000
             now = trio.current_time()
             deadline: float | None = None
             if self.ordering.idle_leader and self.mempool and self._accepting_blocks():
@@ -444,31 +541,67 @@ class Node:
                     await self._wake.wait()
 
     def _accepting_blocks(self) -> bool:
-        return not self._catching_up
+        return not self._catching_up and self.standing_kind is StandingKind.MEMBER
 
     async def _cut(self) -> None:
         assert self.ordering is not None and self.ledger is not None
         limits = self.network.limits
-        txs = self.mempool.batch(
+        batch = self.mempool.batch(
             max_transactions=limits.max_transactions, max_bytes=limits.max_bytes
         )
+        # One membership update a block, and none while Raft would refuse its change.
+        pending = (
+            self.ordering.conf_change_pending or self._updates_refused_at == self.network.version
+        )
+        txs, held = hold_back(batch, conf_change_pending=pending)
         async with self._ledger_lock:
             if not self.ordering.idle_leader:
                 return
             term = self.ordering.statistics().term
-            block, stale = await trio.to_thread.run_sync(self._build, txs, term)
+            before = self.ledger.network
+            block, after, stale = await trio.to_thread.run_sync(self._build, txs, term)
         if stale:
             self.mempool.remove(stale)
             self._update_mempool_metrics()
         self._batch_started = trio.current_time() if self.mempool else None
+        if held:
+            self._log.debug("block.updates_held", held=len(held), pending=pending)
         if block is None:
             return
         try:
-            await self.ordering.propose(block.encode())
+            change = conf_change_of(before, after) if after is not None else None
+        except TooManyConfChanges as exc:  # the state machine refuses these: a bug
+            self._log.error("block.propose.refused", height=block.height, error=str(exc))
+            self._updates_refused_at = before.version
+            return
+        try:
+            if change is None:
+                await self.ordering.propose(block.encode(), term=term)
+            else:
+                carried = ConfChange(op=change.op, node=change.node, context=block.encode())
+                await self.ordering.propose_conf_change(carried, term=term)
+                self._log.info(
+                    "membership.change.proposed",
+                    height=block.height,
+                    op=change.op.name.lower(),
+                    of=change.node,
+                    version=after.version if after is not None else None,
+                )
+        except InvalidConfChange as exc:
+            # Raft's configuration and the ledger's membership disagree: hold updates
+            # back until the membership changes, and keep ordering everything else.
+            self._log.error("block.propose.refused", height=block.height, error=str(exc))
+            self._updates_refused_at = before.version
+        except ConfChangePending as exc:
+            self._log.info("block.propose.held", height=block.height, error=str(exc))
         except RaftError as exc:
             self._log.info("block.propose.failed", height=block.height, error=str(exc))
 
-    def _build(self, txs: list[Transaction], term: int) -> tuple[Block | None, list[bytes]]:
+    def _build(
+        self, txs: list[Transaction], term: int
+    ) -> tuple[Block | None, Network | None, list[bytes]]:
+        """The next block of ``txs`` (less those already committed), and the membership
+        it puts in force if it changes it."""
         assert self.ledger is not None
         store = self.ledger.store
         stale = [t.id for t in txs if store.tx_location(t.id) is not None]
@@ -476,14 +609,27 @@ class Node:
             gone = set(stale)
             txs = [t for t in txs if t.id not in gone]
         if not txs:
-            return None, stale
-        block = self.ledger.propose(txs, key=self.key, time_ms=self.env.wall_ms(), term=term)
-        return block, stale
+            return None, None, stale
+        block, outcome = self.ledger.execute_proposal(
+            txs, key=self.key, time_ms=self.env.wall_ms(), term=term
+        )
+        return block, outcome.network, stale
 
     # --- committed entries ------------------------------------------------------------
 
     async def _apply_entries(self, entries: Sequence[Entry]) -> None:
-        blocks = [(e.index, e.data) for e in entries if e.kind is EntryKind.NORMAL]
+        blocks: list[tuple[int, bytes, ConfChange | None]] = []
+        for e in entries:
+            if e.kind is EntryKind.NORMAL:
+                blocks.append((e.index, e.data, None))
+            elif e.kind is EntryKind.CONF_CHANGE:
+                try:
+                    change = e.conf_change()
+                except BadMessage as exc:
+                    raise NodeDiverged(
+                        f"committed Raft entry {e.index} is not a membership change: {exc}"
+                    ) from exc
+                blocks.append((e.index, change.context, change))
         if not blocks:
             return
         verified = frozenset(self.mempool.ids())
@@ -492,23 +638,36 @@ class Node:
         self._after_commit(committed)
 
     def _apply_sync(
-        self, blocks: list[tuple[int, bytes]], verified: frozenset[bytes]
-    ) -> list[Block]:
+        self, blocks: list[tuple[int, bytes, ConfChange | None]], verified: frozenset[bytes]
+    ) -> list[tuple[int, Block]]:
         assert self.ledger is not None
-        done: list[Block] = []
-        for raft_index, data in blocks:
+        done: list[tuple[int, Block]] = []
+        for raft_index, data, change in blocks:
             try:
                 block = Block.decode(data)
             except InvalidBlock as exc:
                 raise NodeDiverged(
                     f"committed Raft entry {raft_index} is not a block: {exc}"
                 ) from exc
-            if self._commit_one(block, raft_index, verified):
-                done.append(block)
+            if self._commit_one(block, raft_index, verified, carried=change, check_conf=True):
+                done.append((raft_index, block))
         return done
 
-    def _commit_one(self, block: Block, raft_index: int, verified: frozenset[bytes]) -> bool:
-        """Commit a block that arrived through Raft or catch-up; False if skipped."""
+    def _commit_one(
+        self,
+        block: Block,
+        raft_index: int,
+        verified: frozenset[bytes],
+        *,
+        carried: ConfChange | None = None,
+        check_conf: bool = False,
+    ) -> bool:
+        """Commit a block that arrived through Raft or catch-up; False if skipped.
+
+        With ``check_conf`` (the block came in a Raft entry), the Raft change the entry
+        ``carried`` (None: a normal entry) must be the one the block's membership
+        update makes: otherwise Raft and the ledger would disagree on the members.
+        """
         assert self.ledger is not None
         tip = self.ledger.tip
         if block.height <= tip.height:
@@ -524,17 +683,42 @@ class Node:
                 "block.skipped", height=block.height, tip=tip.height, reason="does not extend tip"
             )
             return False
+        before = self.ledger.network
         try:
-            self.ledger.commit(block, verified_tx_ids=verified, raft_index=raft_index)
+            outcome = self.ledger.commit(block, verified_tx_ids=verified, raft_index=raft_index)
         except (InvalidBlock, BlockRejected) as exc:
             raise NodeDiverged(
                 f"committed block {block.height} fails on this member: {exc}; "
                 "stopping rather than serving a diverged ledger"
             ) from exc
+        if check_conf:
+            self._check_carried(block, raft_index, carried, before, outcome.network)
         return True
 
-    def _after_commit(self, blocks: list[Block]) -> None:
+    @staticmethod
+    def _check_carried(
+        block: Block,
+        raft_index: int,
+        carried: ConfChange | None,
+        before: Network,
+        after: Network | None,
+    ) -> None:
+        try:
+            made = conf_change_of(before, after) if after is not None else None
+        except TooManyConfChanges as exc:
+            raise NodeDiverged(f"block {block.height}: {exc}") from exc
+        want = None if made is None else (made.op, made.node)
+        got = None if carried is None else (carried.op, carried.node)
+        if want != got:
+            raise NodeDiverged(
+                f"block {block.height} came in Raft entry {raft_index} carrying the "
+                f"configuration change {got}, but its membership update makes {want}: "
+                "Raft and the ledger disagree on the members; stopping"
+            )
+
+    def _after_commit(self, committed: list[tuple[int, Block]]) -> None:
         now = trio.current_time()
+        blocks = [block for _, block in committed]
         for block in blocks:
             ids = [hashlib.sha256(raw).digest() for raw in block.txs]
             self.mempool.remove(ids)
@@ -550,10 +734,90 @@ class Node:
         if blocks:
             self.metrics.height.set(blocks[-1].height)
             self._log.debug("blocks.committed", height=blocks[-1].height, count=len(blocks))
+            self._follow_membership(committed)
         if not self.mempool:
             self._batch_started = None
         self._update_mempool_metrics()
         self._wake.set()
+
+    # --- the membership in force ------------------------------------------------------
+
+    def _follow_membership(self, committed: list[tuple[int, Block]]) -> None:
+        """After a commit: if the ledger's membership changed, make everything follow
+        it (standing, identity, transport). Synchronous, so the next block is cut and
+        signed under the new membership."""
+        assert self.ledger is not None and self.standing is not None
+        network = self.ledger.network
+        if network.version == self._network.version:
+            return
+        old, self._network = self._network, network
+        if self.peers is not None:
+            self._send_farewells(old, network, committed)
+        self.metrics.membership_version.set(network.version)
+        before = self.standing
+        try:
+            standing = standing_of(
+                network,
+                self.name,
+                key=self._key,
+                next_key=self._next_key,
+                was_member=before.kind is not StandingKind.JOINING,
+            )
+        except KeyNotInForce as exc:
+            standing = Standing(kind=StandingKind.REMOVED, identity=self.key, problem=str(exc))
+            self._log.error("node.key.unknown", version=network.version, error=str(exc))
+        self.standing = standing
+        self._log.info(
+            "membership.changed",
+            version=network.version,
+            height=self.ledger.tip.height,
+            members=[m.name for m in network.members],
+        )
+        rotated = standing.identity is not self.key
+        if rotated:
+            self.key = standing.identity
+            self._log.info(
+                "node.key.rotated", version=network.version, key=self.key.public_key.short
+            )
+        if self.peers is not None:
+            self.peers.update_membership(
+                network,
+                identity=self.key,
+                joining=standing.kind is StandingKind.JOINING,
+            )
+        if standing.kind is not before.kind:
+            self._log_standing(standing)
+
+    def _send_farewells(
+        self, old: Network, new: Network, committed: list[tuple[int, Block]]
+    ) -> None:
+        """Send each removed member the blocks just committed that it may lack: Raft
+        stops replicating to it as soon as its removal is appended, so without them its
+        ledger would never show the removal. They are queued before the transport drops
+        it, and so still written."""
+        assert self.peers is not None
+        for member in old.members:
+            name = member.name
+            if name == self.name or new.member(name) is not None:
+                continue
+            since = self.peer_heights.get(name, 0)
+            blocks = [[i, b.encode()] for i, b in committed if b.height > since]
+            if blocks:
+                self.peers.send_nowait(name, Message(type=SYNC_BLOCKS, body={"blocks": blocks}))
+                self._log.info("membership.farewell", peer=name, blocks=len(blocks))
+
+    def _log_standing(self, standing: Standing) -> None:
+        if standing.kind is StandingKind.JOINING:
+            self._log.warning(
+                "node.joining",
+                version=self._network.version,
+                members=[m.name for m in self._network.members],
+                detail=standing.problem,
+            )
+        elif standing.kind is StandingKind.REMOVED:
+            self._log.error("node.removed", version=self._network.version, detail=standing.problem)
+        elif self._network.version:
+            self._log.info("node.member", version=self._network.version, role=self.role)
 
     async def wait_committed(self, tx_id: bytes) -> None:
         """Return once ``tx_id`` is committed on this member (the caller bounds it)."""
@@ -608,8 +872,11 @@ class Node:
                         break
                 if not progressed:
                     await trio.sleep(self.settings.catch_up_timeout_s / 5)
-            await self.ordering.restore(snapshot)
-            self._log.info("catchup.complete", height=self.ledger.tip.height)
+            # Restore Raft at the point the ledger reached (at or past the leader's
+            # snapshot point), with the configuration of the membership in force there.
+            point = await trio.to_thread.run_sync(self._ledger_point)
+            await self.ordering.restore(point)
+            self._log.info("catchup.complete", height=self.ledger.tip.height, index=point.index)
         finally:
             self._sync_replies = None
             self._catching_up = False
@@ -636,11 +903,19 @@ class Node:
         )
         return bool(committed)
 
-    def _apply_synced(self, blocks: list[tuple[int, Block]]) -> list[Block]:
+    async def _apply_farewell(self, delivery: Delivery) -> None:
+        try:
+            await self._apply_sync_blocks(delivery.peer, delivery.message.body)
+        except (BadMessage, InvalidBlock) as exc:
+            self._log.warning(
+                "peer.message.refused", peer=delivery.peer, type=SYNC_BLOCKS, error=str(exc)
+            )
+
+    def _apply_synced(self, blocks: list[tuple[int, Block]]) -> list[tuple[int, Block]]:
         done = []
         for raft_index, block in blocks:
             if self._commit_one(block, raft_index, frozenset()):
-                done.append(block)
+                done.append((raft_index, block))
         return done
 
     async def _serve_sync(self, delivery: Delivery) -> None:
@@ -675,20 +950,18 @@ class Node:
             fields["height"] = self.ledger.tip.height
         return fields
 
+    def health_problem(self) -> str | None:
+        """Why this member is not healthy (for /health), or None when it is."""
+        if self.ledger is None or self.ordering is None:
+            return "the store is not open yet"
+        if self.standing is not None and self.standing.problem is not None:
+            return self.standing.problem
+        if self.ordering.statistics().lead is None:
+            return "no quorum or leader is in reach"
+        return None
+
     def healthy(self) -> bool:
-        return (
-            self.ledger is not None
-            and self.ordering is not None
-            and self.ordering.statistics().lead is not None
-        )
-
-
-def conf_of(network: Network) -> ConfState:
-    """The Raft configuration of a membership: voters vote, observers learn."""
-    return ConfState(
-        voters=frozenset(m.name for m in network.members if m.role is Role.VOTER),
-        learners=frozenset(m.name for m in network.members if m.role is Role.OBSERVER),
-    )
+        return self.health_problem() is None
 
 
 def _raft_message(delivery: Delivery) -> RaftMessage:

@@ -17,6 +17,8 @@ from p2pledger.chain.receipt import make_receipt
 from p2pledger.errors import NotFound
 from p2pledger.gossip import MempoolFull
 from p2pledger.membership import Network
+from p2pledger.membership import Role as MemberRole
+from p2pledger.node.reconfig import StandingKind
 from p2pledger.raft import Role
 from p2pledger.state import AnchorRecord, ConfigRecord, Lot, anchor, balance, provenance
 
@@ -118,7 +120,12 @@ class NodeService:
         node = self._node
         ordering = node.ordering
         stats = ordering.statistics() if ordering is not None else None
-        if node.role.value == "observer":
+        standing = node.standing_kind
+        if standing is StandingKind.JOINING:
+            role = "joining"
+        elif standing is StandingKind.REMOVED:
+            role = "removed"
+        elif node.role is MemberRole.OBSERVER:
             role = "observer"
         elif stats is None:
             role = "starting"
@@ -152,3 +159,8 @@ class NodeService:
 
     def healthy(self) -> bool:
         return self._node.healthy()
+
+    def health_problem(self) -> str | None:
+        """Why /health is 503 (None: healthy): "not yet a member", "removed from the
+        membership", no leader in reach."""
+        return self._node.health_problem()

@@ -292,6 +292,20 @@ class RawNode:
     def last_index(self) -> int:
         return self._raft.log.last_index()
 
+    @property
+    def conf(self) -> ConfState:
+        """The configuration in force in the core (set when its entry was appended)."""
+        return self._raft.conf.current
+
+    @property
+    def conf_change_pending(self) -> bool:
+        """Whether ``propose_conf_change`` would raise ConfChangePending now: a change
+        is appended but not committed, or (as leader) no entry of this term committed."""
+        r = self._raft
+        return r.conf.index > r.log.committed or (
+            r.role is Role.LEADER and r.log.committed < r.term_start_index
+        )
+
     def term_at(self, index: int) -> int | None:
         """The term of our entry at ``index`` (None if compacted or absent)."""
         return self._raft.log.term(index)

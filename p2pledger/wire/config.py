@@ -56,6 +56,9 @@ class TransportConfig:
     backoff_initial: float = 0.1
     backoff_max: float = 10.0
     backoff_jitter: float = 0.5
+    #: A removed member's connection closes once what was queued for it is sent, or
+    #: after this long (its last Raft messages and blocks tell it it was removed).
+    drain_timeout: float = 2.0
     #: How many recent peer ephemeral keys are remembered to refuse replays.
     replay_cache_size: int = 4096
     #: Frames sealed per direction before the session is torn down (nonce bound).

@@ -142,7 +142,7 @@ def _describe(stream: trio.abc.Stream) -> str:
 class _Connection:
     """A live, authenticated connection and the scope that ends it."""
 
-    __slots__ = ("channel", "dialed_by_us", "reason", "scope", "waiting_since")
+    __slots__ = ("channel", "dialed_by_us", "draining", "reason", "scope", "waiting_since")
 
     def __init__(self, channel: SecureChannel, *, dialed_by_us: bool) -> None:
         self.channel = channel
@@ -150,11 +150,19 @@ class _Connection:
         self.scope = trio.CancelScope()
         self.reason: str | None = None
         self.waiting_since: float | None = None  # when the reader began waiting for a frame
+        self.draining = False  # send what is queued, read nothing more, then close
 
     def close(self, reason: str) -> None:
         if self.reason is None:
             self.reason = reason
         self.scope.cancel()
+
+    def drain(self, reason: str, timeout: float) -> None:
+        """Close once the writer has sent what is queued, or after ``timeout``."""
+        if self.reason is None:
+            self.reason = reason
+        self.draining = True
+        self.scope.deadline = min(self.scope.deadline, trio.current_time() + timeout)
 
 
 class _Peer:
@@ -168,6 +176,7 @@ class _Peer:
         "incoming",
         "member",
         "queue",
+        "removed",
         "scope",
         "throttle",
         "throttled",
@@ -181,6 +190,7 @@ class _Peer:
             max_messages=config.send_queue_messages, max_bytes=config.send_queue_bytes
         )
         self.conn: _Connection | None = None
+        self.removed = False  # no longer a member: dial no more
         self.dialing: trio.CancelScope | None = None
         self.incoming = 0  # connections admitted by our verdict, not yet attached
         self.scope = trio.CancelScope()  # the dial loop and the connection it serves
@@ -225,15 +235,20 @@ class PeerManager:
         resolve: Resolver | None = None,
         listen: tuple[str, int] | None = None,
         rng: random.Random | None = None,
+        name: str | None = None,
+        joining: bool = False,
     ) -> None:
         me = network.member_by_node_key(identity.public_key)
-        if me is None:
+        if me is None and name is None:
             raise LocalProtocolError("this node's key is not a member of the network")
+        if me is None and listen is None:
+            raise LocalProtocolError("a node that is not a member needs a listen address")
         if len(chain_id) != CHAIN_ID_SIZE:
             raise LocalProtocolError(f"a chain id is {CHAIN_ID_SIZE} bytes")
         self._identity = identity
         self._me: Member | None = me
-        self.name = me.name
+        self.name = me.name if me is not None else str(name)
+        self._joining = joining and me is None
         self._network = network
         self._chain_id = chain_id
         self._config = config or TransportConfig()
@@ -258,11 +273,10 @@ class PeerManager:
         self._changed = trio.Event()
         # Unbound lazy logger: structlog's configuration (e.g. capture_logs) applies per call.
         self._log = structlog.get_logger("p2pledger.wire", node=self.name)
-        for member in network.members:
-            if member.name != me.name:
-                self._peers[member.name] = _Peer(
-                    member, self._config, self.metrics.for_peer(member.name)
-                )
+        for member in self._wanted(network, me, joining=self._joining).values():
+            self._peers[member.name] = _Peer(
+                member, self._config, self.metrics.for_peer(member.name)
+            )
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -273,9 +287,12 @@ class PeerManager:
         """
         if self._nursery is not None:
             raise LocalProtocolError("the peer manager is already running")
-        if self._me is None:
+        if self._listen is not None:
+            host, port = self._listen
+        elif self._me is not None:
+            host, port = self._resolve(self._me)
+        else:
             raise LocalProtocolError("this node is no longer a member")
-        host, port = self._listen or self._resolve(self._me)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -298,22 +315,53 @@ class PeerManager:
         """The bound listening port while running."""
         return self._port
 
-    def update_membership(self, network: Network) -> None:
+    @property
+    def identity(self) -> SigningKey:
+        """The node key this manager authenticates with."""
+        return self._identity
+
+    def _wanted(self, network: Network, me: Member | None, *, joining: bool) -> dict[str, Member]:
+        """The members to keep connections to: every other member; while joining (not
+        named yet), every member; once removed (or named under another key), none."""
+        if me is None and not joining:
+            return {}
+        skip = me.name if me is not None else self.name
+        return {m.name: m for m in network.members if m.name != skip}
+
+    def update_membership(
+        self, network: Network, *, identity: SigningKey | None = None, joining: bool = False
+    ) -> None:
         """Apply a new member list: close removed members, dial new ones, no restart.
 
-        A member whose node key changed counts as removed and added again.
+        A member whose node key changed counts as removed and added again. A new
+        ``identity`` (this node's key was rotated) closes every connection, so that
+        each comes back authenticated by the new key. ``joining``: this node is not
+        named yet and keeps dialing every member; otherwise a network that does not
+        name this node's key means it was removed, and every connection closes.
         """
+        rotated = identity is not None and identity.public_key != self._identity.public_key
+        if identity is not None:
+            self._identity = identity
         me = network.member_by_node_key(self._identity.public_key)
         self._network = network
         self._me = me
-        wanted = {m.name: m for m in network.members} if me is not None else {}
-        wanted.pop(me.name if me is not None else "", None)
+        self._joining = joining and me is None
+        if me is not None:
+            self.name = me.name
+        wanted = self._wanted(network, me, joining=self._joining)
         for name, peer in list(self._peers.items()):
             member = wanted.get(name)
             if member is None or member.node_key != peer.member.node_key:
                 self._remove_peer(peer)
             else:
                 peer.member = member
+                if rotated:
+                    if peer.dialing is not None:
+                        peer.dialing.cancel()
+                    if peer.conn is not None:
+                        peer.conn.close("identity_changed")
+        if rotated:
+            self._log.info("transport.identity_changed", key=self._identity.public_key.short)
         for name, member in wanted.items():
             self._removed.discard(member.node_key.raw)
             if name not in self._peers:
@@ -322,20 +370,26 @@ class PeerManager:
                 self._log.info("peer.added", peer=name)
                 if self._nursery is not None:
                     self._start_dialer(peer)
-        if me is None:
+        if me is None and not self._joining:
             self._log.warning("transport.self_removed")
         self._notify()
 
     def _remove_peer(self, peer: _Peer) -> None:
+        """Forget ``peer``: no more dials or sends. What is already queued for it is
+        still written (bounded by ``drain_timeout``), then its connection closes."""
         del self._peers[peer.name]
         self._removed.add(peer.member.node_key.raw)
-        peer.scope.cancel()
+        peer.removed = True
         if peer.dialing is not None:
             peer.dialing.cancel()
-        if peer.conn is not None:
-            peer.conn.close("removed_member")
-        dropped = peer.queue.clear()
-        self._log.info("peer.removed", peer=peer.name, dropped=dropped)
+        queued = len(peer.queue)
+        if peer.conn is not None and queued:
+            peer.conn.drain("removed_member", self._config.drain_timeout)
+        else:
+            peer.scope.cancel()
+            if peer.conn is not None:
+                peer.conn.close("removed_member")
+        self._log.info("peer.removed", peer=peer.name, draining=queued if peer.conn else 0)
 
     # --- sending and receiving ----------------------------------------------------
 
@@ -518,6 +572,8 @@ class PeerManager:
             while True:
                 await peer.disconnected.wait()
                 await trio.sleep(backoff.next_delay())
+                if peer.removed:
+                    return
                 if peer.conn is not None or peer.incoming:
                     continue
                 if await self._dial_once(peer):
@@ -606,6 +662,9 @@ class PeerManager:
                     conn.close("session_exhausted")  # queued messages wait for the next one
                     return
                 batch = peer.queue.take_batch(cfg.batch_bytes, room)
+                if not batch and conn.draining:
+                    conn.close("removed_member")  # everything queued is written
+                    return
                 if not batch:
                     with trio.move_on_after(cfg.heartbeat_interval):
                         await peer.wait_queued()
@@ -662,8 +721,8 @@ class PeerManager:
                     continue
                 counters.received[lane].inc()
                 counters.bytes_received.inc(len(data))
-                if lane is Lane.CONTROL:
-                    continue
+                if lane is Lane.CONTROL or conn.draining:
+                    continue  # (a removed member's messages are no longer delivered)
                 delivery = Delivery(peer=peer.name, message=message, lane=lane, size=len(data))
                 await self._inbox.put(peer.name, delivery, len(data))
         except trio.EndOfChannel:

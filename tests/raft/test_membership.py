@@ -102,12 +102,15 @@ def test_a_second_change_is_refused_while_one_is_pending() -> None:
     c = Cluster(spares=("n4", "n5"))
     c.elect("n1")
     leader = c.members["n1"].n
+    assert not leader.conf_change_pending
     leader.propose_conf_change(change(ConfChangeOp.ADD_LEARNER, "n4"))
+    assert leader.conf_change_pending and leader.conf.learners == {"n4"}
     before = leader.status()
     with pytest.raises(ConfChangePending):
         leader.propose_conf_change(change(ConfChangeOp.ADD_LEARNER, "n5"))
     assert leader.status() == before
     c.stabilize()
+    assert not leader.conf_change_pending
     leader.propose_conf_change(change(ConfChangeOp.ADD_LEARNER, "n5"))
     c.stabilize()
     assert conf_of(c, "n2").learners == {"n4", "n5"}
@@ -124,6 +127,7 @@ def test_a_new_leader_accepts_no_change_before_committing_in_its_term() -> None:
     leader = c.members["n2"].n
     assert leader.role is Role.LEADER
     before = leader.status()
+    assert leader.conf_change_pending
     with pytest.raises(ConfChangePending):
         leader.propose_conf_change(change(ConfChangeOp.REMOVE, "n3"))
     assert leader.status() == before

@@ -79,11 +79,15 @@ class Cluster:
         network: Network | None = None,
         config: TransportConfig | None = None,
         backend: NetworkBackend | None = None,
+        key: SigningKey | None = None,
+        joining: bool = False,
     ) -> Node:
-        key = self.net.node_keys[index]
+        key = key or self.net.node_keys[index]
         registry = CollectorRegistry()
         manager = PeerManager(
             identity=key,
+            name=f"m{index}",
+            joining=joining,
             network=network or self.network,
             chain_id=self.chain_id,
             registry=registry,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -10,8 +11,10 @@ import trio
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from p2pledger.membership import Network
+from p2pledger.wire.channel import SecureChannel
 from p2pledger.wire.config import TransportConfig
-from p2pledger.wire.errors import ListenFailed, UnknownMessageType
+from p2pledger.wire.errors import HandshakeRefused, ListenFailed, RefusalReason, UnknownMessageType
+from p2pledger.wire.handshake import Handshake, Side
 from p2pledger.wire.messages import Message
 from p2pledger.wire.net import TrioNetwork
 from p2pledger.wire.peers import PeerManager, SendOutcome
@@ -204,6 +207,127 @@ async def test_membership_update_closes_removed_and_dials_new_members() -> None:
     removed = _first(logs, "peer.removed")
     assert removed["peer"] == "m1" and removed["node"] in {"m0", "m2"}
     assert any(e["event"] == "peer.disconnected" and e["reason"] == "removed_member" for e in logs)
+
+
+async def test_a_joining_member_is_let_in_once_the_others_name_it() -> None:
+    net = factory.TestNetwork(4)
+    members = net.network.members
+    first = _network(net, members[:3])
+    later = _network(net, members, version=1)
+    async with cluster(4, start=0, net=net, network=first) as c:
+        for i in range(3):
+            await c.start(i)
+        joiner = (await c.start(3, joining=True)).manager
+        assert joiner.name == "m3"
+        # It dials every member it knows, and each refuses a key it does not know.
+        await wait_for(
+            lambda: (
+                c["m0"].metric("handshake_refusals_total", reason="unknown_key", side="listener")
+                >= 1
+            )
+        )
+        assert joiner.connected_peers() == frozenset()
+        for name in ("m0", "m1", "m2"):
+            c[name].manager.update_membership(later)
+        with trio.fail_after(5):
+            await joiner.wait_connected(["m0", "m1", "m2"])
+        joiner.update_membership(later)  # it applied the update too: now a member
+        await exchange(c["m1"].manager, joiner)
+        assert joiner.connected_peers() == {"m0", "m1", "m2"}
+
+
+async def test_a_removed_member_closes_everything_and_is_refused() -> None:
+    net = factory.TestNetwork(3)
+    members = net.network.members
+    later = _network(net, (members[0], members[2]), version=1)
+    with structlog.testing.capture_logs() as logs:
+        async with cluster(3, net=net) as c:
+            m0, m1, m2 = (c[n].manager for n in ("m0", "m1", "m2"))
+            with trio.fail_after(5):
+                await m1.wait_connected()
+            m1.update_membership(later)  # m1 applied its own removal first
+            assert m1.connected_peers() == frozenset() and m1.statistics().peers == ()
+            assert m1.send_nowait("m0", consensus(x=1)) is SendOutcome.UNKNOWN_PEER
+            m0.update_membership(later)
+            m2.update_membership(later)
+            with trio.fail_after(5):
+                await m0.wait_disconnected("m1")
+                await m0.wait_connected(["m2"])
+            stream = await trio.open_tcp_stream("127.0.0.1", c["m0"].port)
+            raw = net.network
+            refused = c["m0"].metric(
+                "handshake_refusals_total", reason="removed_member", side="listener"
+            )
+            with pytest.raises(HandshakeRefused) as info:
+                await SecureChannel(
+                    stream,
+                    Handshake(
+                        side=Side.DIALER,
+                        identity=net.node_keys[1],
+                        chain_id=net.chain_id,
+                        network=raw,
+                        expected_peer=net.node_keys[0].public_key,
+                    ),
+                    config=FAST,
+                ).do_handshake()
+            # The listener tells an unauthenticated-as-member dialer nothing; it counts it.
+            assert info.value.refusal in (RefusalReason.CLOSED, RefusalReason.REMOVED_MEMBER)
+            assert (
+                c["m0"].metric("handshake_refusals_total", reason="removed_member", side="listener")
+                == refused + 1
+            )
+    assert any(e["event"] == "transport.self_removed" and e["node"] == "m1" for e in logs)
+
+
+async def test_what_was_queued_for_a_removed_member_is_still_sent_then_it_closes() -> None:
+    net = factory.TestNetwork(3)
+    members = net.network.members
+    later = _network(net, (members[0], members[2]), version=1)
+    async with cluster(3, net=net) as c:
+        m0, m1 = c["m0"].manager, c["m1"].manager
+        with trio.fail_after(5):
+            await m0.wait_connected()
+        for i in range(20):
+            assert m0.send_nowait("m1", consensus(i=i)) is SendOutcome.QUEUED
+        m0.update_membership(later)  # queued before the removal: still written
+        assert m0.send_nowait("m1", consensus(i=99)) is SendOutcome.UNKNOWN_PEER
+        with trio.fail_after(5):
+            got = []
+            while len(got) < 20:
+                delivery = await m1.receive()
+                if delivery.peer == "m0":
+                    got.append(delivery.message.body["i"])
+        assert got == list(range(20))
+        await wait_for(
+            lambda: c["m0"].metric("disconnects_total", peer="m1", reason="removed_member") == 1
+        )
+
+
+async def test_a_rotated_identity_reconnects_under_the_new_key() -> None:
+    net = factory.TestNetwork(3)
+    members = net.network.members
+    new_key = factory.seeded_key("node-1-next")
+    rotated = dataclasses.replace(members[1], node_key=new_key.public_key)
+    later = _network(net, (members[0], rotated, members[2]), version=1)
+    with structlog.testing.capture_logs() as logs:
+        async with cluster(3, net=net) as c:
+            m0, m1, m2 = (c[n].manager for n in ("m0", "m1", "m2"))
+            with trio.fail_after(5):
+                await m1.wait_connected()
+            before = {p: m1.session_with(p) for p in ("m0", "m2")}
+            m0.update_membership(later)
+            m1.update_membership(later, identity=new_key)
+            m2.update_membership(later)
+            assert m1.identity is new_key and m1.name == "m1"
+            with trio.fail_after(5):
+                await m1.wait_connected(["m0", "m2"])
+                while any(m1.session_with(p) in (None, before[p]) for p in before):
+                    await m1.wait_connected(["m0", "m2"])
+                    await trio.sleep(0.01)
+            await exchange(m0, m1)
+            await exchange(m2, m1)
+    assert any(e["event"] == "transport.identity_changed" for e in logs)
+    assert not any(e["event"] == "transport.self_removed" for e in logs)
 
 
 def _first(logs: list[dict[str, object]], event: str) -> dict[str, object]:

@@ -38,6 +38,7 @@ __all__ = [
     "standing_of",
 ]
 
+
 class TooManyConfChanges(LocalError):
     """Two memberships differ by more than one voter or observer (the state machine
     never commits such an update: this is a bug or a diverged ledger)."""

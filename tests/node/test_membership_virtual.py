@@ -110,12 +110,22 @@ class World:
             nonce=5000 + self.nonce,
         )
 
-    async def commit(self, tx: Transaction, *, via: Node | None = None) -> None:
+    async def commit(self, *txs: Transaction, via: Node | None = None) -> list[tuple[int, bool]]:
+        """Submit ``txs`` one after the other, then wait until every member has them;
+        return the (height, valid) of each."""
         node = via or await self.wait_leader()
-        tx_id = await node.submit(tx.raw)
+        ids = [await node.submit(tx.raw) for tx in txs]
         for n in self.running():
             if n.standing_kind is StandingKind.MEMBER:
-                await n.wait_committed(tx_id)
+                for tx_id in ids:
+                    await n.wait_committed(tx_id)
+        assert node.ledger is not None
+        out = []
+        for tx_id in ids:
+            where = node.ledger.store.tx_location(tx_id)
+            assert where is not None
+            out.append((where[0], node.ledger.store.block(where[0]).results[where[1]].valid))
+        return out
 
     def network(self) -> Network:
         lead = self.leader()
@@ -156,10 +166,18 @@ async def run_scenario(w: World) -> None:
     assert (joiner.health_problem() or "").startswith("not yet a member")
     base = w.network()
     grown = factory.add_member(base, m3)
-    await w.commit(w.update(base, grown, ["m0", "m1"]))
+    m1 = grown.member("m1")
+    assert m1 is not None
+    extra_user = factory.seeded_key("m1-user-2").public_key
+    more = factory.edit_member(grown, "m1", users=(*m1.users, extra_user))
+    # Two updates at once (the second based on the first): one block each, both valid.
+    (h1, ok1), (h2, ok2) = await w.commit(
+        w.update(base, grown, ["m0", "m1"]), w.update(grown, more, ["m1"])
+    )
+    assert ok1 and ok2 and h2 > h1
     lead = await w.wait_leader()
     await wait_until(lambda: joiner.ledger is not None and joiner.ledger.tip == lead.ledger.tip)  # type: ignore[union-attr]
-    assert joiner.standing_kind is StandingKind.MEMBER and joiner.network.version == 1
+    assert joiner.standing_kind is StandingKind.MEMBER and joiner.network.version == 2
     assert lead.ordering is not None and lead.ordering.conf.voters == {"m0", "m1", "m2", "m3"}
     await w.commit(w.anchor())  # the new member commits along with the others
     # It votes: with the leader gone, the other three of four voters must all agree.

@@ -17,6 +17,7 @@ import trio
 import trio.testing
 
 from p2pledger.config import NodeConfig
+from p2pledger.ledger import Ledger
 from p2pledger.node import Environment, Node, NodeSettings
 from tests.factory import GENESIS_TIME_MS, TestNetwork
 from tests.node.memnet import MemoryNetwork
@@ -131,3 +132,49 @@ def test_a_wiped_member_catches_up_from_blocks_after_compaction(tmp_path: Path) 
     assert first_index > 1, "the leader never compacted, so catch-up from blocks was not tested"
     assert follower_chain == leader_chain[: len(follower_chain)]
     assert len(follower_chain) == len(leader_chain)
+
+
+async def restart_ahead_of_raft(tmp: Path) -> list[int]:
+    """A ledger that holds blocks past Raft's persisted commit (a crash after a block
+    catch-up, before the restore was persisted): the node restores Raft at the
+    ledger's point and goes on from there."""
+    net = TestNetwork(n=1)
+    member = net.network.members[0]
+    data = tmp / member.name / "data"
+    with Ledger.create(data, net.network) as ledger:
+        for k in range(1, 4):  # blocks of Raft entries 2..4 (as if entry 1 were a no-op)
+            block, _ = ledger.execute_proposal(
+                [net.tx(k)], key=net.node_keys[0], time_ms=GENESIS_TIME_MS + k, term=1
+            )
+            ledger.commit(block, raft_index=k + 1)
+    cfg = NodeConfig(
+        name=member.name,
+        network=tmp / "network.toml",
+        key_file=tmp / "unused.key",
+        data_dir=data,
+        listen=member.address,
+    )
+    env = Environment(net=MemoryNetwork(), rng=random.Random(5))
+    node = Node(
+        cfg,
+        env=env,
+        settings=NodeSettings(serve_api=False),
+        network=net.network,
+        key=net.node_keys[0],
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        with trio.fail_after(60):
+            while not node.healthy():
+                await trio.sleep(0.1)
+            await node.wait_committed(await node.submit(net.tx(10).raw))
+        assert node.ledger is not None and node.ordering is not None
+        heights = [b.height for b in node.ledger.store.blocks(0)]
+        assert node.ordering.statistics().applied > 4
+        node.stop()
+    return heights
+
+
+def test_a_ledger_ahead_of_raft_restores_raft_at_the_ledgers_point(tmp_path: Path) -> None:
+    clock = trio.testing.MockClock(autojump_threshold=0.05)
+    assert trio.run(restart_ahead_of_raft, tmp_path, clock=clock) == [0, 1, 2, 3, 4]

@@ -894,8 +894,8 @@ class _Reader:
                     added.add(target)
                     roles[target] = f.role or "voter"
                 continue
-            if target in RUNTIME_TARGETS:
-                continue  # resolved when the fault starts
+            if target in RUNTIME_TARGETS or target not in cluster.all_names:
+                continue  # resolved when the fault starts, or already reported
             if target in removed:
                 self.problems.add(where, f"{target} was removed before this {action}")
             elif target not in roles:

@@ -110,6 +110,9 @@ VIOLATION_KINDS: Final = (
 )
 _KIND_ORDER: Final = {kind: i for i, kind in enumerate(VIOLATION_KINDS)}
 _HEX: Final = re.compile(r"(?:[0-9a-f]{2})*")
+#: Event times are rounded to the millisecond; a request sent within one of a
+#: membership event was sent before the change (its event is written after it).
+_EVENT_TICK: Final = 0.001
 
 
 class CheckInputError(ValueError):
@@ -537,7 +540,7 @@ def _pending(
             committed_n += 1
         elif any(e.is_crash_of(r.member) and e.t >= r.sent for r in pending for e in crashes):
             crashed_n += 1
-        elif any(r.member == m and t >= r.sent for r in pending for m, t in removals):
+        elif any(r.member == m and t + _EVENT_TICK >= r.sent for r in pending for m, t in removals):
             membership_n += 1
         else:
             r = pending[0]
@@ -545,7 +548,7 @@ def _pending(
                 f"tx {short(tx)} accepted by {r.member} (sent t={r.sent:.3f}, pending) is not on "
                 f"{reference} (height {top}), and {r.member} did not crash after it was sent"
             )
-            revoked = [t for m, t in revocations if m == r.member and t >= r.sent]
+            revoked = [t for m, t in revocations if m == r.member and t + _EVENT_TICK >= r.sent]
             if revoked:
                 message += (
                     f"; its signer, {r.member}'s user key, was revoked at t={revoked[0]:.3f}: "

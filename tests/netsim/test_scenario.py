@@ -40,7 +40,7 @@ def test_every_shipped_scenario_loads(path: Path) -> None:
     assert scenario.description
     assert scenario.recovery_bound_s > 0
     assert scenario.workload.rate > 0
-    limit = 600 if scenario.name == "random-soak" else 90
+    limit = 600 if scenario.name in ("random-soak", "scale-25") else 90
     assert 0 < scenario.duration_s <= limit
 
 
@@ -55,6 +55,9 @@ def test_the_shipped_set_is_complete() -> None:
         "rolling-restart",
         "wipe-and-catch-up",
         "random-soak",
+        "grow-and-shrink",
+        "membership-under-partition",
+        "rotate-and-revoke",
     }
 
 

@@ -76,6 +76,7 @@ from p2pledger.membership import BlockLimits, Fund, Member, Network, Role
 __all__ = [
     "FUND",
     "GENESIS_TIME_MS",
+    "ChangeNotFollowed",
     "Cluster",
     "ClusterError",
     "ClusterSpec",
@@ -101,6 +102,8 @@ API_TIMEOUT_S: Final = 2.0
 SUBMIT_TIMEOUT_S: Final = 30.0
 #: How long an added member may take to start, be let in and catch up.
 JOIN_TIMEOUT_S: Final = 90.0
+#: How long a rotated member may take to restart, and to follow the update under its new key.
+ROTATE_TIMEOUT_S: Final = 45.0
 #: How long a removed member's ledger may take to show its removal before it is stopped.
 REMOVED_TIP_WAIT_S: Final = 10.0
 _POLL_S: Final = 0.1
@@ -133,6 +136,18 @@ class MembershipRefused(ClusterError):
     def __init__(self, message: str, *, tx_id: str | None = None) -> None:
         super().__init__(message)
         self.tx_id = tx_id
+
+
+class ChangeNotFollowed(MemberFailed):
+    """A membership update committed (``update``), but the member it concerns did not
+    follow it: an added or rotated member not healthy and caught up in time."""
+
+    def __init__(self, failed: MemberFailed, update: ConfigUpdate) -> None:
+        ClusterError.__init__(self, f"update to version {update.version} committed, but {failed}")
+        self.name = failed.name
+        self.log = failed.log
+        self.tail = failed.tail
+        self.update = update
 
 
 class CommandFailed(ClusterError):
@@ -958,9 +973,12 @@ class Cluster:
             )
 
         update = await self.change_membership(edit, via=via)
-        await self.wait_caught_up(
-            [name], update.height, timeout_s=max(1.0, deadline - trio.current_time())
-        )
+        try:
+            await self.wait_caught_up(
+                [name], update.height, timeout_s=max(1.0, deadline - trio.current_time())
+            )
+        except MemberFailed as exc:
+            raise ChangeNotFollowed(exc, update) from exc
         return update
 
     async def remove_member(
@@ -1011,7 +1029,7 @@ class Cluster:
         return update
 
     async def rotate_key(
-        self, name: str, *, via: str, timeout_s: float = JOIN_TIMEOUT_S
+        self, name: str, *, via: str, timeout_s: float = ROTATE_TIMEOUT_S
     ) -> ConfigUpdate:
         """Rotate ``name``'s node key as docs/membership.md says: ``p2pledger keygen``
         a next key beside the old one, name it ``next_key_file`` in node.toml, propose
@@ -1044,7 +1062,10 @@ class Cluster:
         _edit_node_toml(info.node_file, settle)
         if self._alive(name):
             left = max(1.0, deadline - trio.current_time())
-            await self.wait_caught_up([name], update.height, timeout_s=left)
+            try:
+                await self.wait_caught_up([name], update.height, timeout_s=left)
+            except MemberFailed as exc:
+                raise ChangeNotFollowed(exc, update) from exc
         return update
 
     async def wait_caught_up(

@@ -50,6 +50,7 @@ from rich.text import Text
 from netsim import report
 from netsim.checker import AuditResult, Verdict, check
 from netsim.cluster import (
+    ChangeNotFollowed,
     Cluster,
     ClusterError,
     ClusterSpec,
@@ -501,9 +502,16 @@ class FaultOps:
             if self.record_admin is not None and exc.tx_id is not None:
                 self.record_admin(exc.tx_id, via, started, Outcome.UNKNOWN, None, str(exc))
             raise
-        except MemberFailed as exc:
+        except ChangeNotFollowed as exc:
             # the update committed, the member did not follow (e.g. did not catch up)
-            raise ClusterError(f"{action} {member}: {exc}") from exc
+            if self.record_admin is not None:
+                self.record_admin(
+                    exc.update.tx_id, via, started, Outcome.COMMITTED, exc.update, None
+                )
+            detail.update(version=exc.update.version, height=exc.update.height, tx=exc.update.tx_id)
+            raise ClusterError(f"{action} {member}: {_first_line(exc)} (see {exc.log})") from exc
+        except MemberFailed as exc:
+            raise ClusterError(f"{action} {member}: {_first_line(exc)} (see {exc.log})") from exc
         finally:
             note["took_s"] = round(self.clock() - started, 3)
         if self.record_admin is not None:
@@ -648,6 +656,10 @@ _LASTING: Final = frozenset(
     }
 )
 _LINK_FAULTS: Final = (FaultKind.LATENCY, FaultKind.BANDWIDTH, FaultKind.RESET, FaultKind.STALL)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _order(name: str) -> tuple[int, str]:

@@ -43,7 +43,7 @@ sim: $(STAMP)
 
 # Every shipped netsim scenario at full length, then the 10-minute random soak; each
 # run's report is kept in chaos-results/<scenario>/. Fails if any verdict is FAIL.
-CHAOS_SCENARIOS ?= smoke leader-loss partition-halves isolate-leader flaky-wan rolling-restart wipe-and-catch-up random-soak scale-25
+CHAOS_SCENARIOS ?= smoke leader-loss partition-halves isolate-leader flaky-wan rolling-restart wipe-and-catch-up grow-and-shrink membership-under-partition rotate-and-revoke random-soak scale-25
 
 chaos: $(STAMP)
 	@rm -rf chaos-results; mkdir -p chaos-results; failed=""; \

@@ -37,6 +37,23 @@ How it decides:
   ``not_converged`` event; tips (height and hash) differing at the end; or recovery
   longer than the bound. Recovery is the time from the last ``fault.end`` to the
   first ``converged`` event after it.
+- Membership changes (``fault.start`` events whose ``fault`` is ``membership``): a
+  member that joined late is judged like any other (its ledger starts at genesis and
+  catches up). A member *removed* (``action`` remove) is not expected to reach the
+  final tip: from its removal on it is left out of ``not_converged`` and ``lost``
+  (its blocks still count for ``fork``, ``duplicate`` and the rest), and
+  ``stats["removed"]`` gives its removal height and where its ledger ends. A
+  ``pending`` request sent to a member at or before its removal may be lost with it
+  (the runner stops a removed member's daemon, as its operator would: like a crash),
+  and is counted in ``stats["pending_lost_with_membership"]``. A request whose
+  signer's key was revoked is not excused: accepted before the revocation, it must
+  still commit (valid before it, invalid ``unknown_signer`` after); a ``pending`` one
+  that never commits is a ``dropped_pending`` that names the revocation. A committed
+  transaction that is invalid because its signer was revoked is what the ledger must
+  do; the client is told so, and nothing flags it.
+- ``membership_failed``: a membership change the run made did not go through (the
+  CLI or the ledger refused it, it did not commit, or an added member did not
+  become healthy and catch up); the event's ``detail.error`` says which.
 
 ``Verdict.stats`` (plain JSON values): ``members``, ``requests``, ``outcomes`` (count
 per outcome), ``reference`` and ``reference_height``, ``committed_txs``, ``valid`` and
@@ -44,7 +61,9 @@ per outcome), ``reference`` and ``reference_height``, ``committed_txs``, ``valid
 ``pending_committed``, ``pending_lost_with_crash``, ``unknown_committed``,
 ``verdict_mismatch`` (committed answers whose valid flag differs from the ledger's,
 counted per member; each is also a ``verdict_mismatch`` violation: a client was told
-something the ledger does not say),
+something the ledger does not say), ``invalid_reasons`` (count per reason on the
+reference), ``membership`` (each change: t, action, member, version, height, error),
+``removed``, ``pending_lost_with_membership``,
 ``last_fault_end``, ``converged_at``, ``recovery_s`` and ``recovery_bound_s``.
 
 Pure: no I/O, no clock.
@@ -87,9 +106,13 @@ VIOLATION_KINDS: Final = (
     "dropped_pending",
     "height_mismatch",
     "verdict_mismatch",
+    "membership_failed",
 )
 _KIND_ORDER: Final = {kind: i for i, kind in enumerate(VIOLATION_KINDS)}
 _HEX: Final = re.compile(r"(?:[0-9a-f]{2})*")
+#: Event times are rounded to the millisecond; a request sent within one of a
+#: membership event was sent before the change (its event is written after it).
+_EVENT_TICK: Final = 0.001
 
 
 class CheckInputError(ValueError):
@@ -300,14 +323,20 @@ def check(
         by_id[r.id].append(r)
     committed = {r.id: r for r in history if r.outcome is Outcome.COMMITTED}
 
+    changes = _membership(events, violations)
+    removed = {c["member"]: c for c in changes if c["action"] == "remove" and not c["error"]}
     findings = _Findings()
     verdict_mismatch = _tx_findings(chains, positions, by_id, findings)
     for member, chain in chains.items():
-        if top >= 0 and len(chain) - 1 == top:
+        if top >= 0 and len(chain) - 1 == top and member not in removed:
             _lost(member, positions[member], committed, findings)
     violations += findings.violations()
-    pending = _pending(by_id, committed, ref_pos, events, reference, top, violations)
-    recovery = _convergence(chains, events, recovery_bound_s, violations)
+    pending = _pending(by_id, committed, ref_pos, events, reference, top, violations, changes)
+    staying = {m: c for m, c in chains.items() if m not in removed}
+    recovery = _convergence(staying, events, recovery_bound_s, violations)
+    invalid_reasons = Counter(
+        reason or "invalid" for b in ref_chain[1:] for valid, reason in b.results if not valid
+    )
 
     outcomes = Counter(str(r.outcome) for r in history)
     ref_results = [valid for b in ref_chain[1:] for valid, _ in b.results]
@@ -329,6 +358,16 @@ def check(
         **pending,
         "unknown_committed": unknown_committed,
         "verdict_mismatch": verdict_mismatch,
+        "invalid_reasons": dict(sorted(invalid_reasons.items())),
+        "membership": changes,
+        "removed": {
+            m: {
+                "t": c["t"],
+                "height": c["height"],
+                "ledger_ends": len(chains[m]) - 1 if chains.get(m) else None,
+            }
+            for m, c in removed.items()
+        },
         **recovery,
     }
     violations.sort(
@@ -434,6 +473,45 @@ def _lost(
             findings.add("lost", member, tx=tx, height=None, what=what)
 
 
+def _membership(events: Sequence[Event], violations: list[Violation]) -> list[dict[str, Any]]:
+    """Each membership change of the run; membership_failed for each that failed."""
+    out: list[dict[str, Any]] = []
+    for e in events:
+        if e.kind != "fault.start" or e.data.get("fault") != "membership":
+            continue
+        detail = e.data.get("detail")
+        detail = detail if isinstance(detail, Mapping) else {}
+        target = e.data.get("target")
+        resolved = e.data.get("members")
+        member = (
+            resolved[0]
+            if isinstance(resolved, list) and resolved and isinstance(resolved[0], str)
+            else str(detail.get("member") or target)
+        )
+        error = detail.get("error")
+        change = {
+            "t": e.t,
+            "action": str(detail.get("action")),
+            "member": member,
+            "version": detail.get("version"),
+            "height": detail.get("height"),
+            "error": str(error) if error else None,
+        }
+        out.append(change)
+        if error:
+            violations.append(
+                Violation(
+                    kind="membership_failed",
+                    member=member,
+                    message=(
+                        f"membership change #{e.data.get('id')} ({change['action']} {member}) at "
+                        f"t={e.t:.3f} did not go through: {error}"
+                    ),
+                )
+            )
+    return out
+
+
 def _pending(
     by_id: Mapping[str, list[Request]],
     committed: Mapping[str, Request],
@@ -442,10 +520,18 @@ def _pending(
     reference: str | None,
     top: int,
     violations: list[Violation],
+    changes: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, int]:
-    """dropped_pending, and the counts of pending requests committed or lost to a crash."""
+    """dropped_pending, and the counts of pending requests committed, lost to a crash,
+    or lost to the removal of their member or the revocation of their signer."""
     crashes = [e for e in events if e.kind == "fault.start" and e.data["fault"] in CRASH_FAULTS]
-    committed_n = crashed_n = 0
+    removals = [
+        (c["member"], c["t"]) for c in changes if c["action"] == "remove" and not c["error"]
+    ]
+    revocations = [
+        (c["member"], c["t"]) for c in changes if c["action"] == "revoke-user" and not c["error"]
+    ]
+    committed_n = crashed_n = membership_n = 0
     for tx, records in by_id.items():
         pending = [r for r in records if r.outcome is Outcome.PENDING]
         if not pending or tx in committed:
@@ -454,16 +540,28 @@ def _pending(
             committed_n += 1
         elif any(e.is_crash_of(r.member) and e.t >= r.sent for r in pending for e in crashes):
             crashed_n += 1
+        elif any(r.member == m and t + _EVENT_TICK >= r.sent for r in pending for m, t in removals):
+            membership_n += 1
         else:
             r = pending[0]
             message = (
                 f"tx {short(tx)} accepted by {r.member} (sent t={r.sent:.3f}, pending) is not on "
                 f"{reference} (height {top}), and {r.member} did not crash after it was sent"
             )
+            revoked = [t for m, t in revocations if m == r.member and t + _EVENT_TICK >= r.sent]
+            if revoked:
+                message += (
+                    f"; its signer, {r.member}'s user key, was revoked at t={revoked[0]:.3f}: "
+                    "it should have committed invalid (unknown_signer), not vanished"
+                )
             violations.append(
                 Violation(kind="dropped_pending", member=r.member, tx=tx, message=message)
             )
-    return {"pending_committed": committed_n, "pending_lost_with_crash": crashed_n}
+    return {
+        "pending_committed": committed_n,
+        "pending_lost_with_crash": crashed_n,
+        "pending_lost_with_membership": membership_n,
+    }
 
 
 def _forks(chains: Mapping[str, list[_Block]]) -> list[Violation]:

@@ -15,16 +15,35 @@ HTTP calls run in ``trio.to_thread.run_sync`` under a deadline too. ``Cluster`` 
 async context manager whose exit stops every process it started, shielded from
 cancellation; ``kill_all_now`` is registered with ``atexit`` as the last resort.
 
-Keys (node and user) are derived from ``ClusterSpec.seed``. The chain id is the hash
+Keys (node, admin and user) are derived from ``ClusterSpec.seed``. The chain id is the hash
 of genesis, which also records every member's address: it replays exactly only when
 the ports do too, so ``ClusterSpec.base_port`` pins them (the default asks the
 kernel for free ports, which is what parallel runs on one machine need).
+
+Membership (docs/membership.md): every member has an admin key (``WORK/admins/a<i>.key``,
+listed under its ``admins``). ``ClusterSpec.spares`` generates members that are not in
+the founding network.toml (keys, ports, a node.toml with ``join = true``) and are not
+started until ``add_member`` starts one and has it added. Every change goes through
+the CLI as admins make it (``config show --toml``, an edit, ``config propose``,
+``config sign`` by the admins the proposal requires, ``config submit``) against a
+running member's API. ``names`` are the members of the membership in force, as the
+last change netsim made left it: spares join them when added, and removed members
+leave them (``removed`` keeps their removal heights).
+
+Relays and members that join later: ``p2pledger run`` refuses a ``[dial]`` entry for a
+member its founding network.toml does not name, so only a spare's own dials can go
+through netsim's relays. Both ends of a pair dial, and the connection dialed by the
+lower node key wins (p2pledger.wire.peers), so spares get node keys below every
+founding member's: each link between a spare and a founding member is the spare's
+dial, through the relay. A link between two spares, and a founding member's losing
+dial while the spare's is down, go straight to the spare's address.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -46,22 +65,27 @@ import structlog
 import tomli_w
 import trio
 
+from netsim import admin
+from netsim.admin import MembershipEditError, Submitted, parse_submitted, signers, transaction_in
 from p2pledger import config
 from p2pledger.chain import chain_id_of
 from p2pledger.client import ApiClient
-from p2pledger.crypto import SigningKey, write_signing_key
+from p2pledger.crypto import SigningKey, load_signing_key, write_signing_key
 from p2pledger.errors import P2PLedgerError
 from p2pledger.membership import BlockLimits, Fund, Member, Network, Role
 
 __all__ = [
     "FUND",
     "GENESIS_TIME_MS",
+    "ChangeNotFollowed",
     "Cluster",
     "ClusterError",
     "ClusterSpec",
     "CommandFailed",
+    "ConfigUpdate",
     "MemberFailed",
     "MemberInfo",
+    "MembershipRefused",
 ]
 
 #: The fund every user is funded from; its issuer is u0.
@@ -75,6 +99,14 @@ COMMAND_TIMEOUT_S: Final = 120.0
 REAP_TIMEOUT_S: Final = 10.0
 #: Timeout of one status or health request.
 API_TIMEOUT_S: Final = 2.0
+#: How long ``config submit`` waits for a membership update to commit.
+SUBMIT_TIMEOUT_S: Final = 30.0
+#: How long an added member may take to start, be let in and catch up.
+JOIN_TIMEOUT_S: Final = 90.0
+#: How long a rotated member may take to restart, and to follow the update under its new key.
+ROTATE_TIMEOUT_S: Final = 45.0
+#: How long a removed member's ledger may take to show its removal before it is stopped.
+REMOVED_TIP_WAIT_S: Final = 10.0
 _POLL_S: Final = 0.1
 _LOG_TAIL_BYTES: Final = 4000
 _LOG_TAIL_LINES: Final = 20
@@ -97,6 +129,28 @@ class MemberFailed(ClusterError):
         self.tail = tail
 
 
+class MembershipRefused(ClusterError):
+    """A membership change was refused (by the CLI or the ledger) or did not commit.
+
+    ``tx_id`` is the update's transaction when it was sent (it may still commit)."""
+
+    def __init__(self, message: str, *, tx_id: str | None = None) -> None:
+        super().__init__(message)
+        self.tx_id = tx_id
+
+
+class ChangeNotFollowed(MemberFailed):
+    """A membership update committed (``update``), but the member it concerns did not
+    follow it: an added or rotated member not healthy and caught up in time."""
+
+    def __init__(self, failed: MemberFailed, update: ConfigUpdate) -> None:
+        ClusterError.__init__(self, f"update to version {update.version} committed, but {failed}")
+        self.name = failed.name
+        self.log = failed.log
+        self.tail = failed.tail
+        self.update = update
+
+
 class CommandFailed(ClusterError):
     """A ``p2pledger`` command exited non-zero or did not finish in time."""
 
@@ -117,11 +171,22 @@ class ClusterSpec:
     chain_name: str = "netsim"
     #: Keys are derived from the seed, so a scenario replays with the same keys.
     seed: int = 0
-    #: None: free ports from the kernel. A port: members listen on base_port + i and
-    #: serve their API on base_port + members + i, so the chain id replays too.
+    #: None: free ports from the kernel. A port: members (spares included) listen on
+    #: base_port + i and serve their API on base_port + members + spares + i, so the
+    #: chain id replays too.
     base_port: int | None = None
+    #: Members generated beyond the founding ones (m{members}..), not in network.toml
+    #: and not started: a scenario adds them.
+    spares: int = 0
+
+    @property
+    def total(self) -> int:
+        """Founding members and spares."""
+        return self.members + self.spares
 
     def __post_init__(self) -> None:
+        if self.spares < 0:
+            raise ClusterError(f"spares must be 0 or more, not {self.spares}")
         if self.members < 1:
             raise ClusterError(f"a cluster has at least 1 member, not {self.members}")
         if not 0 <= self.observers < self.members:
@@ -131,8 +196,23 @@ class ClusterSpec:
             )
         if self.max_transactions < 1 or self.batch_timeout_ms < 1:
             raise ClusterError("max_transactions and batch_timeout_ms must be positive")
-        if self.base_port is not None and not 1024 <= self.base_port <= 65535 - 2 * self.members:
+        if self.base_port is not None and not 1024 <= self.base_port <= 65535 - 2 * self.total:
             raise ClusterError(f"base_port {self.base_port} leaves no room for the ports")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigUpdate:
+    """A membership update that committed: version ``version`` is in force from
+    height ``height + 1``; ``tx_id`` carried it, sent through ``via``'s API and
+    approved by the admins of ``signers``."""
+
+    version: int
+    height: int
+    tx_id: str
+    via: str
+    signers: tuple[str, ...]
+    changes: tuple[str, ...]
+    proposal: Path
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,6 +225,9 @@ class MemberInfo:
     directory: Path
     log: Path
     user_key_file: Path
+    admin_key_file: Path
+    #: In the founding network.toml (False: a spare, which joins later).
+    founding: bool = True
 
     @property
     def node_file(self) -> Path:
@@ -173,10 +256,17 @@ class Cluster:
         self.workdir = Path(os.path.abspath(workdir))
         self.spec = spec
         self.command: tuple[str, ...] = tuple(command)
+        #: Every generated member, spares included.
         self._members: dict[str, MemberInfo] = {}
+        #: The membership in force, as netsim's last change left it.
         self._network: Network | None = None
+        self._founding: Network | None = None
         self._chain_id: bytes | None = None
+        #: Each generated member's current user key.
         self._users: dict[str, SigningKey] = {}
+        #: Removed members and the height of the block that removed each.
+        self._removed: dict[str, int] = {}
+        self._changes = 0
         self._procs: dict[str, trio.Process] = {}
         self._paused: set[str] = set()
         self._exit_codes: dict[str, int] = {}
@@ -186,19 +276,44 @@ class Cluster:
 
     @property
     def members(self) -> Sequence[MemberInfo]:
-        self._require_generated()
-        return tuple(self._members.values())
+        """The members of the membership in force."""
+        return tuple(self._members[n] for n in self.names)
 
     @property
     def names(self) -> list[str]:
+        """The members of the membership in force (founding ones, then those added)."""
+        self._require_generated()
+        return [m.name for m in self.network.members]
+
+    @property
+    def all_names(self) -> list[str]:
+        """Every generated member: founding, spares, removed."""
         self._require_generated()
         return list(self._members)
 
     @property
+    def spares(self) -> list[str]:
+        """Generated members never added to the membership."""
+        return [n for n in self.all_names if n not in self.names and n not in self._removed]
+
+    @property
+    def removed(self) -> dict[str, int]:
+        """Removed members and the height of the block that removed each."""
+        return dict(self._removed)
+
+    @property
     def network(self) -> Network:
+        """The membership in force (as netsim's last change left it)."""
         if self._network is None:
             raise ClusterError("the cluster is not generated yet: call generate() first")
         return self._network
+
+    @property
+    def founding_network(self) -> Network:
+        """The founding network.toml's network."""
+        if self._founding is None:
+            raise ClusterError("the cluster is not generated yet: call generate() first")
+        return self._founding
 
     @property
     def chain_id(self) -> bytes:
@@ -208,9 +323,20 @@ class Cluster:
 
     @property
     def users(self) -> dict[str, SigningKey]:
-        """Each member's user key, by member name (u<i> belongs to m<i>)."""
-        self._require_generated()
-        return dict(self._users)
+        """Each current member's user key, by member name (u<i> belongs to m<i>; a
+        revoked key is replaced by the member's new one)."""
+        return {n: self._users[n] for n in self.names}
+
+    def user_of(self, name: str) -> SigningKey:
+        """``name``'s current user key (spares and removed members too)."""
+        self.member(name)
+        return self._users[name]
+
+    def issuers(self) -> list[SigningKey]:
+        """The user keys of the membership in force that may issue fund ``FUND``."""
+        fund = next((f for f in self.network.funds if f.name == FUND), None)
+        keys = set() if fund is None else {k.raw for k in fund.issuers}
+        return [k for k in self._users.values() if k.public_key.raw in keys]
 
     def member(self, name: str) -> MemberInfo:
         self._require_generated()
@@ -229,29 +355,36 @@ class Cluster:
     # --- the work directory ---------------------------------------------------------
 
     def generate(self) -> None:
-        """Write keys, network.toml and, through ``p2pledger init``, every member's
-        node.toml and data directory. The work directory must not hold a cluster."""
+        """Write keys, network.toml and, through ``p2pledger init``, every founding
+        member's node.toml and data directory; a spare's node.toml (``join = true``)
+        is written here, as ``init`` only sets up members the founding file names.
+        The work directory must not hold a cluster."""
         spec = self.spec
         if (self.workdir / "network.toml").exists():
             raise ClusterError(
                 f"{self.workdir} already holds a cluster; choose another work directory "
                 "or delete this one"
             )
-        (self.workdir / "users").mkdir(parents=True, exist_ok=True)
-        n = spec.members
+        for sub in ("users", "admins"):
+            (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        n, total = spec.members, spec.total
         if spec.base_port is None:
-            ports = _free_ports(2 * n)
+            ports = _free_ports(2 * total)
         else:
-            ports = list(range(spec.base_port, spec.base_port + 2 * n))
+            ports = list(range(spec.base_port, spec.base_port + 2 * total))
         node_keys = [_seeded_key(spec.seed, "node", i) for i in range(n)]
-        users = [_seeded_key(spec.seed, "user", i) for i in range(n)]
-        names = [f"m{i}" for i in range(n)]
+        lowest = min(k.public_key.raw for k in node_keys)
+        node_keys += [_spare_key(spec.seed, i, below=lowest) for i in range(n, total)]
+        users = [_seeded_key(spec.seed, "user", i) for i in range(total)]
+        admins = [_seeded_key(spec.seed, "admin", i) for i in range(total)]
+        names = [f"m{i}" for i in range(total)]
         members = tuple(
             Member(
                 name=names[i],
                 node_key=node_keys[i].public_key,
                 address=f"{HOST}:{ports[i]}",
                 role=Role.OBSERVER if i >= n - spec.observers else Role.VOTER,
+                admins=(admins[i].public_key,),
                 users=(users[i].public_key,),
             )
             for i in range(n)
@@ -273,19 +406,28 @@ class Cluster:
             write_signing_key(directory / "node.key", node_keys[i])
             user_file = self.workdir / "users" / f"u{i}.key"
             write_signing_key(user_file, users[i])
+            admin_file = self.workdir / "admins" / f"a{i}.key"
+            write_signing_key(admin_file, admins[i])
             infos[name] = MemberInfo(
                 name=name,
                 listen=(HOST, ports[i]),
-                api_url=f"http://{HOST}:{ports[n + i]}",
+                api_url=f"http://{HOST}:{ports[total + i]}",
                 directory=directory,
                 log=self.workdir / f"{name}.log",
                 user_key_file=user_file,
+                admin_key_file=admin_file,
+                founding=i < n,
             )
-        self._init_all(infos)
+        self._init_all({k: v for k, v in infos.items() if v.founding})
         for info in infos.values():
-            _edit_node_toml(info.node_file, lambda d: d.setdefault("log", {}).update(format="json"))
+            if info.founding:
+                _edit_node_toml(
+                    info.node_file, lambda d: d.setdefault("log", {}).update(format="json")
+                )
+            else:
+                _write_joining_node_toml(info)
         self._members = infos
-        self._network = network
+        self._network = self._founding = network
         self._chain_id = chain_id_of(network)
         self._users = dict(zip(names, users, strict=True))
         self.write_state()
@@ -351,7 +493,11 @@ class Cluster:
         for name, peers in dial.items():
             info = self.member(name)
             for peer, (host, port) in peers.items():
-                self.member(peer)
+                if not self.member(peer).founding:
+                    raise ClusterError(
+                        f"{name} cannot dial {peer} through [dial]: p2pledger accepts [dial] "
+                        "entries only for members of the founding network.toml"
+                    )
                 if peer == name:
                     raise ClusterError(f"member {name} cannot dial itself")
                 if not 0 < port < 65536 or not host:
@@ -382,12 +528,14 @@ class Cluster:
                     "pid": proc.pid if proc is not None and alive else None,
                     "state": self._state(info.name),
                     "exit_code": None if alive else self._last_exit(info.name),
+                    "membership": self._standing(info.name),
                 }
             )
         state = {
             "chain_name": self.spec.chain_name,
             "chain_id": self._chain_id.hex() if self._chain_id else None,
             "seed": self.spec.seed,
+            "membership_version": self._network.version if self._network else None,
             "members": members,
         }
         path = self.workdir / "cluster.json"
@@ -699,6 +847,320 @@ class Cluster:
         text = (result.stdout + result.stderr).decode(errors="replace")
         return result.returncode, text
 
+    # --- membership, changed as admins change it (docs/membership.md) --------------------
+
+    async def change_membership(
+        self,
+        edit: Callable[[dict[str, Any]], None],
+        *,
+        via: str,
+        timeout_s: float = SUBMIT_TIMEOUT_S,
+    ) -> ConfigUpdate:
+        """Change the membership through the CLI against ``via``'s API, as admins do:
+        ``config show --toml`` to a file, ``edit`` on its TOML document, ``config
+        propose``, ``config sign`` by the admins of the members the proposal requires
+        (for a majority: ``via``'s first, then in order), ``config submit`` (signed by
+        the first of them), waiting up to ``timeout_s`` for the commit.
+
+        The files of change k are ``WORK/changes/<k>-base.toml``, ``<k>.toml`` and
+        ``<k>.json``. MembershipRefused when a command refuses or the update does not
+        commit (its ``tx_id`` is set once the update was sent: it may still commit)."""
+        info = self.member(via)
+        if self._state(via) != "running":
+            raise ClusterError(
+                f"cannot change the membership through {via}: it is {self._state(via)}"
+            )
+        self._changes += 1
+        directory = self.workdir / "changes"
+        directory.mkdir(exist_ok=True)
+        stem = f"{self._changes:03d}"
+        base_file = directory / f"{stem}-base.toml"
+        edited = directory / f"{stem}.toml"
+        proposal = directory / f"{stem}.json"
+        api = ("--api", info.api_url)
+        await self._admin_command("config", "show", "--out", str(base_file), *api)
+        text = base_file.read_text()
+        try:
+            base = config.parse_network(text, source=str(base_file))
+            doc = tomllib.loads(text)
+        except (P2PLedgerError, tomllib.TOMLDecodeError) as exc:
+            raise MembershipRefused(
+                f"config show wrote a membership netsim cannot read: {exc}"
+            ) from exc
+        try:
+            edit(doc)
+        except MembershipEditError as exc:
+            raise MembershipRefused(f"change {stem}: {exc}") from exc
+        edited.write_text(tomli_w.dumps(doc))
+        await self._admin_command(
+            "config", "propose", str(edited), "--out", str(proposal), "--force", *api
+        )
+        try:
+            required = json.loads(proposal.read_text())["required"]
+            chosen = signers(required, [m.name for m in base.members], prefer=[via])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise MembershipRefused(f"cannot read the proposal {proposal}: {exc}") from exc
+        for member in chosen:
+            key = str(self.member(member).admin_key_file)
+            await self._admin_command("config", "sign", str(proposal), "--key", key, "--yes", *api)
+        submit = (
+            "config",
+            "submit",
+            str(proposal),
+            "--key",
+            str(self.member(chosen[0]).admin_key_file),
+        )
+        code, output = await self._run_command(*submit, "--timeout", f"{timeout_s:g}", *api)
+        done = parse_submitted(output) if code == 0 else None
+        if done is None:
+            tx_id = transaction_in(output)
+            done = await self._landed(via, base.version + 1, tx_id)
+            if done is None:
+                raise MembershipRefused(
+                    f"`p2pledger {' '.join(submit)}` exited with {code}:\n{output.strip()}",
+                    tx_id=tx_id,
+                )
+        await self._follow(via, done)
+        changes = tuple(str(c) for c in json.loads(proposal.read_text()).get("changes") or [])
+        update = ConfigUpdate(
+            version=done.version,
+            height=done.height,
+            tx_id=done.tx_id,
+            via=via,
+            signers=tuple(chosen),
+            changes=changes,
+            proposal=proposal,
+        )
+        _log.info(
+            "membership.changed",
+            version=update.version,
+            height=update.height,
+            via=via,
+            changes=list(changes),
+        )
+        return update
+
+    async def add_member(
+        self,
+        name: str,
+        *,
+        role: str = "voter",
+        via: str,
+        timeout_s: float = JOIN_TIMEOUT_S,
+    ) -> ConfigUpdate:
+        """Start spare ``name`` (it joins: ``join = true``), add it as a ``role``, and
+        wait until it is healthy and has the block that added it."""
+        info = self.member(name)
+        if name not in self.spares:
+            raise ClusterError(
+                f"{name} is not a spare (spares: {', '.join(self.spares) or 'none'})"
+            )
+        deadline = trio.current_time() + timeout_s
+        if not self._alive(name):
+            await self.start(name)
+        await self._wait_answering(name, deadline)
+        node_key = await trio.to_thread.run_sync(load_signing_key, info.directory / "node.key")
+        admin_key = await trio.to_thread.run_sync(load_signing_key, info.admin_key_file)
+
+        def edit(doc: dict[str, Any]) -> None:
+            admin.add_member(
+                doc,
+                name=name,
+                node_key=node_key.public_key.hex,
+                address=f"{info.listen[0]}:{info.listen[1]}",
+                role=role,
+                admins=[admin_key.public_key.hex],
+                users=[self._users[name].public_key.hex],
+            )
+
+        update = await self.change_membership(edit, via=via)
+        try:
+            await self.wait_caught_up(
+                [name], update.height, timeout_s=max(1.0, deadline - trio.current_time())
+            )
+        except MemberFailed as exc:
+            raise ChangeNotFollowed(exc, update) from exc
+        return update
+
+    async def remove_member(
+        self, name: str, *, via: str, stop: bool = True, timeout_s: float = REMOVED_TIP_WAIT_S
+    ) -> ConfigUpdate:
+        """Remove ``name``; then (``stop``) wait up to ``timeout_s`` for its ledger to
+        hold the block that removed it, and stop its daemon, as its operator would."""
+        self.member(name)
+        if via == name:
+            raise ClusterError(f"remove {name} through another member's API, not its own")
+        update = await self.change_membership(lambda d: admin.remove_member(d, name), via=via)
+        if stop and self._alive(name):
+            with trio.move_on_after(timeout_s):
+                while (await self._height(name) or -1) < update.height:
+                    await trio.sleep(_POLL_S)  # a poll interval
+            await self.stop(name)
+        return update
+
+    async def set_role(self, name: str, role: str, *, via: str) -> ConfigUpdate:
+        """Promote (``voter``) or demote (``observer``) ``name``."""
+        self.member(name)
+        return await self.change_membership(lambda d: admin.set_role(d, name, role), via=via)
+
+    async def promote(self, name: str, *, via: str) -> ConfigUpdate:
+        return await self.set_role(name, "voter", via=via)
+
+    async def demote(self, name: str, *, via: str) -> ConfigUpdate:
+        return await self.set_role(name, "observer", via=via)
+
+    async def revoke_user(self, name: str, *, via: str) -> ConfigUpdate:
+        """Revoke ``name``'s user key and register a new one (``users/u<i>-<k>.key``)
+        in its place (and in the fund's issuers if it was one). From the update's
+        height on, transactions signed by the old key are invalid (``unknown_signer``);
+        ``user_of(name)`` is the new key once the update committed."""
+        info = self.member(name)
+        old = self._users[name]
+        index = self.all_names.index(name)
+        generation = sum(1 for _ in (self.workdir / "users").glob(f"u{index}-*.key")) + 1
+        new = _seeded_key(self.spec.seed, f"user-{generation}", index)
+        key_file = self.workdir / "users" / f"u{index}-{generation}.key"
+        write_signing_key(key_file, new)
+        update = await self.change_membership(
+            lambda d: admin.replace_user(d, name, old.public_key.hex, new.public_key.hex), via=via
+        )
+        self._users[name] = new
+        self._members[name] = dataclasses.replace(info, user_key_file=key_file)
+        self.write_state()
+        return update
+
+    async def rotate_key(
+        self, name: str, *, via: str, timeout_s: float = ROTATE_TIMEOUT_S
+    ) -> ConfigUpdate:
+        """Rotate ``name``'s node key as docs/membership.md says: ``p2pledger keygen``
+        a next key beside the old one, name it ``next_key_file`` in node.toml, propose
+        it as the member's ``node_key``. The daemon reads ``next_key_file`` only when
+        it starts, so it is restarted gracefully (and must be healthy again) before
+        the proposal. After the commit, node.toml's ``key_file`` names the new key and
+        ``next_key_file`` is dropped (for the next start)."""
+        info = self.member(name)
+        generation = sum(1 for _ in info.directory.glob("node-*.key")) + 1
+        new_file = info.directory / f"node-{generation}.key"
+        code, output = await self._run_command("keygen", "--out", str(new_file))
+        if code != 0:
+            raise CommandFailed(
+                [*self.command, "keygen", "--out", str(new_file)], f"exited with {code}", output
+            )
+        new = await trio.to_thread.run_sync(load_signing_key, new_file)
+        _edit_node_toml(info.node_file, lambda d: d.update(next_key_file=new_file.name))
+        deadline = trio.current_time() + timeout_s
+        if self._alive(name):
+            await self.restart(name, graceful=True)
+            await self.wait_healthy([name], timeout_s=timeout_s)
+        update = await self.change_membership(
+            lambda d: admin.set_node_key(d, name, new.public_key.hex), via=via
+        )
+
+        def settle(doc: dict[str, Any]) -> None:
+            doc["key_file"] = new_file.name
+            doc.pop("next_key_file", None)
+
+        _edit_node_toml(info.node_file, settle)
+        if self._alive(name):
+            left = max(1.0, deadline - trio.current_time())
+            try:
+                await self.wait_caught_up([name], update.height, timeout_s=left)
+            except MemberFailed as exc:
+                raise ChangeNotFollowed(exc, update) from exc
+        return update
+
+    async def wait_caught_up(
+        self, names: Iterable[str], height: int, *, timeout_s: float = JOIN_TIMEOUT_S
+    ) -> None:
+        """Poll until each of ``names`` is healthy and its ledger reaches ``height``;
+        MemberFailed if one exits or the deadline passes."""
+        chosen = list(names)
+        deadline = trio.current_time() + timeout_s
+        await self.wait_healthy(chosen, timeout_s=timeout_s)
+        for name in chosen:
+            while (await self._height(name) or -1) < height:
+                if self.pid(name) is None:
+                    raise MemberFailed(name, "exited while catching up", self.member(name).log)
+                if trio.current_time() >= deadline:
+                    raise MemberFailed(
+                        name,
+                        f"did not reach height {height} within {timeout_s:g} s",
+                        self.member(name).log,
+                    )
+                await trio.sleep(_POLL_S)  # a poll interval
+
+    async def _height(self, name: str) -> int | None:
+        status = await self.status(name)
+        height = None if status is None else status.get("height")
+        return height if isinstance(height, int) and not isinstance(height, bool) else None
+
+    async def _wait_answering(self, name: str, deadline: float) -> None:
+        """Until ``name``'s API answers status (a joining member is not healthy yet)."""
+        while await self.status(name) is None:
+            proc = self._procs.get(name)
+            if proc is None or proc.poll() is not None:
+                raise MemberFailed(name, "exited before its API answered", self.member(name).log)
+            if trio.current_time() >= deadline:
+                raise MemberFailed(name, "did not serve its API in time", self.member(name).log)
+            await trio.sleep(_POLL_S)  # a poll interval
+
+    async def _admin_command(self, *args: str) -> str:
+        code, output = await self._run_command(*args)
+        if code != 0:
+            raise MembershipRefused(
+                f"`p2pledger {' '.join(args)}` exited with {code}: {output.strip()}"
+            )
+        return output
+
+    async def _landed(self, via: str, version: int, tx_id: str | None) -> Submitted | None:
+        """Whether version ``version`` is in force on ``via`` (carried by ``tx_id``
+        when known): ``config submit`` may give up before the update commits."""
+        client = self.api(via, timeout_s=API_TIMEOUT_S * 5)
+        try:
+            with trio.fail_after(API_TIMEOUT_S * 5 + 1):
+                answer = await trio.to_thread.run_sync(
+                    client.config_history, abandon_on_cancel=True
+                )
+        except (P2PLedgerError, trio.TooSlowError):
+            return None
+        for v in answer.get("versions") or []:
+            if (
+                isinstance(v, dict)
+                and v.get("version") == version
+                and isinstance(v.get("height"), int)
+                and isinstance(v.get("tx_id"), str)
+                and (tx_id is None or v["tx_id"] == tx_id)
+            ):
+                return Submitted(version=version, height=v["height"], tx_id=v["tx_id"])
+        return None
+
+    async def _follow(self, via: str, done: Submitted) -> None:
+        """Read the membership in force from ``via`` (it has committed version
+        ``done.version``) and update names, roles and removals."""
+        client = self.api(via, timeout_s=API_TIMEOUT_S * 5)
+        answer = await trio.to_thread.run_sync(client.config)
+        try:
+            network = config.parse_network(answer["toml"], source=f"{client.base_url}/v1/config")
+        except (KeyError, TypeError, P2PLedgerError) as exc:
+            raise MembershipRefused(f"{via} serves a membership netsim cannot read: {exc}") from exc
+        if network.version < done.version:
+            raise MembershipRefused(
+                f"{via} answered that version {done.version} committed, but serves version "
+                f"{network.version}"
+            )
+        before = set(self.names)
+        self._network = network
+        for name in before - {m.name for m in network.members}:
+            self._removed[name] = done.height
+        self.write_state()
+
+    def _standing(self, name: str) -> str:
+        if name in self._removed:
+            return "removed"
+        if self._network is not None and self._network.member(name) is not None:
+            return "member"
+        return "spare"
+
     # --- internals -------------------------------------------------------------------------
 
     def _require_generated(self) -> None:
@@ -758,6 +1220,32 @@ def _signal(proc: trio.Process, sig: signal.Signals) -> None:
 
 def _seeded_key(seed: int, role: str, index: int) -> SigningKey:
     return SigningKey(hashlib.sha256(f"netsim/{seed}/{role}/{index}".encode()).digest())
+
+
+def _spare_key(seed: int, index: int, *, below: bytes) -> SigningKey:
+    """A seeded node key whose public key sorts below ``below`` (every founding
+    member's), so that the spare's own dial wins each pair (see the module docstring)."""
+    for attempt in range(10_000):
+        key = SigningKey(hashlib.sha256(f"netsim/{seed}/node/{index}/{attempt}".encode()).digest())
+        if key.public_key.raw < below:
+            return key
+    raise ClusterError("no spare node key sorts below the founding members' (seed too unlucky)")
+
+
+def _write_joining_node_toml(info: MemberInfo) -> None:
+    """A spare's node.toml, as ``p2pledger init`` would write it, with ``join = true``."""
+    doc: dict[str, Any] = {
+        "name": info.name,
+        "network": "../network.toml",
+        "key_file": "node.key",
+        "data_dir": "data",
+        "listen": f"{info.listen[0]}:{info.listen[1]}",
+        "api": info.api_url.removeprefix("http://"),
+        "join": True,
+        "log": {"format": "json", "level": "info"},
+    }
+    info.node_file.write_text(tomli_w.dumps(doc))
+    _edit_node_toml(info.node_file, lambda d: None)
 
 
 #: Where members' ports are chosen when the kernel's ephemeral range is unknown.

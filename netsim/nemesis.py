@@ -14,8 +14,9 @@ The plan never takes down a quorum by accident: a *disruptive* fault (a process
 fault, a partition or a stall) is only drawn into a time when no other disruptive
 fault, explicit or random, runs, with ``SETTLE_S`` to spare after it ends; a drawn
 fault that would overlap one is left out. Latency, bandwidth and reset faults only
-slow a cluster down and may overlap anything. Explicit faults are kept as written:
-overlapping them is the scenario's own choice.
+slow a cluster down and may overlap anything. An explicit membership change counts
+as disruptive for ``MEMBERSHIP_BUSY_S`` from its start (the nemesis never draws one).
+Explicit faults are kept as written: overlapping them is the scenario's own choice.
 
 Pure: no I/O, no clock.
 """
@@ -41,6 +42,7 @@ from netsim.scenario import (
 )
 
 __all__ = [
+    "MEMBERSHIP_BUSY_S",
     "MIN_FAULT_S",
     "SETTLE_S",
     "Action",
@@ -57,6 +59,9 @@ __all__ = [
 SETTLE_S: Final = 2.0
 #: A random fault shorter than this (cut by the end of its window) is left out.
 MIN_FAULT_S: Final = 0.5
+#: Seconds an explicit membership change keeps disruptive random faults away: the
+#: admins' commands, the commit and (for an add) the new member's catch-up.
+MEMBERSHIP_BUSY_S: Final = 20.0
 
 
 class Origin(StrEnum):
@@ -230,6 +235,8 @@ def _busy(fault: Fault, window: float, settle: float) -> tuple[float, float] | N
     """The time an explicit fault keeps the random plan's disruptive faults away."""
     if fault.kind not in DISRUPTIVE_KINDS:
         return None
+    if fault.kind is FaultKind.MEMBERSHIP:  # instant, but takes a while to go through
+        return fault.at_s, min(fault.at_s + MEMBERSHIP_BUSY_S, window)
     if fault.duration_s is not None:
         return fault.at_s, min(fault.at_s + fault.duration_s, window)
     if fault.kind in DURATION_KINDS and fault.kind is not FaultKind.WIPE:

@@ -138,6 +138,37 @@ def _leaders(events: Sequence[Event]) -> dict[str, Any]:
     return {"changes": changes, "events": listed}
 
 
+def _membership_lines(stats: Mapping[str, Any]) -> list[str]:
+    """The membership changes, removed members, and what the changes did to the load."""
+    lines: list[str] = []
+    changes = stats.get("membership") or []
+    if changes:
+        lines.append(f"membership changes: {len(changes)}")
+    for c in changes:
+        if c.get("error"):
+            lines.append(f"  t={c['t']:.3f} {c['action']} {c['member']}: FAILED: {c['error']}")
+        else:
+            lines.append(
+                f"  t={c['t']:.3f} {c['action']} {c['member']}: version {c['version']} "
+                f"from height {(c['height'] or 0) + 1}"
+            )
+    for member, r in (stats.get("removed") or {}).items():
+        lines.append(
+            f"  {member} removed at height {r['height']}, its ledger ends at {r['ledger_ends']}: "
+            "not expected at the final tip (left out of not_converged and lost)"
+        )
+    reasons = stats.get("invalid_reasons") or {}
+    if reasons:
+        listed = ", ".join(f"{k} {n}" for k, n in reasons.items())
+        lines.append(f"invalid on the reference ledger: {listed}")
+    if stats.get("pending_lost_with_membership"):
+        lines.append(
+            f"pending requests lost with their member, stopped after its removal: "
+            f"{stats['pending_lost_with_membership']}"
+        )
+    return lines
+
+
 def fault_windows(events: Sequence[Event], members: Sequence[str]) -> list[dict[str, Any]]:
     """Each fault with its window and recovery (see the module docstring)."""
     samples = [e for e in events if e.kind == "sample"]
@@ -162,6 +193,9 @@ def fault_windows(events: Sequence[Event], members: Sequence[str]) -> list[dict[
             "recovered_at": None,
             "recovery_s": None,
         }
+        detail = start.data.get("detail")
+        if start.data["fault"] == "membership" and isinstance(detail, Mapping):
+            fault["action"] = detail.get("action")
         out.append(fault)
         if end is None:
             continue
@@ -342,7 +376,9 @@ def render_text(report: Mapping[str, Any]) -> str:
         window = (
             f"from {_s(f['start'])} s" if f["end"] is None else f"{_s(f['start'])}-{_s(f['end'])} s"
         )
-        lines.append(f"  #{f['id']} {f['fault']} {_target(f['target'])}: {window}, {recovery}")
+        kind = f"{f['fault']} {f['action']}" if f.get("action") else f["fault"]
+        lines.append(f"  #{f['id']} {kind} {_target(f['target'])}: {window}, {recovery}")
+    lines += _membership_lines(report.get("stats") or {})
     lines.append("final tips:")
     for member, tip in report["tips"].items():
         digest = f" {tip['hash'][:12]}" if tip.get("hash") else ""

@@ -37,7 +37,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -49,14 +49,23 @@ from rich.text import Text
 
 from netsim import report
 from netsim.checker import AuditResult, Verdict, check
-from netsim.cluster import Cluster, ClusterError, ClusterSpec
-from netsim.history import Event, HistoryWriter, read_events, read_history
+from netsim.cluster import (
+    ChangeNotFollowed,
+    Cluster,
+    ClusterError,
+    ClusterSpec,
+    ConfigUpdate,
+    MemberFailed,
+    MembershipRefused,
+)
+from netsim.history import Event, HistoryWriter, Outcome, Request, read_events, read_history
 from netsim.link import Edge, LinkNet
 from netsim.nemesis import FaultEvent, Phase, schedule, timeline
 from netsim.partition import PartitionSpecError, blocked_edges, parse_partition
 from netsim.scenario import Fault, FaultKind, Placement, Scenario, link_target
 from netsim.workload import Workload, WorkloadSpec
 from p2pledger.errors import P2PLedgerError
+from p2pledger.membership import Role
 
 __all__ = [
     "SAMPLE_S",
@@ -90,6 +99,10 @@ ROLLING_HEALTHY_S: Final = 60.0
 DRAIN_MARGIN_S: Final = 30.0
 #: Export and audit side by side, at most this many at once (2-core machines).
 LEDGER_JOBS: Final = 2
+#: The client number of the admins' membership updates in the history.
+ADMIN_CLIENT: Final = 1_000_000
+#: The op of a membership update (p2pledger's config.update).
+CONFIG_UPDATE_OP: Final = "config.update"
 
 
 class RunError(Exception):
@@ -296,6 +309,23 @@ class Applied:
 EventSink = Callable[[str, dict[str, Any]], None]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MembershipDone:
+    """A membership fault that went through: what, on whom, and the update."""
+
+    action: str
+    member: str
+    role: str | None
+    update: ConfigUpdate
+
+
+#: Told of every membership change that committed (the runner points the load at the
+#: members in force); awaited before the fault's events are written.
+MembershipHook = Callable[[MembershipDone], Awaitable[None]]
+#: Told of every config.update transaction sent, with its outcome, for the history.
+AdminRecorder = Callable[[str, str, float, Outcome, ConfigUpdate | None, str | None], None]
+
+
 class FaultOps:
     """Starts and ends faults on a cluster and its links, and records each as
     ``fault.start`` / ``fault.end`` events through ``emit``."""
@@ -307,17 +337,33 @@ class FaultOps:
         emit: EventSink,
         rng: random.Random,
         voters: Sequence[str],
+        *,
+        on_membership: MembershipHook | None = None,
+        record_admin: AdminRecorder | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.cluster = cluster
         self.links = links
         self.emit = emit
         self.rng = rng
-        self.voters = tuple(voters)
+        self._voters = tuple(voters)
         self.active: dict[int, Applied] = {}
+        self.on_membership = on_membership
+        self.record_admin = record_admin
+        self.clock = clock or trio.current_time
 
     @property
     def names(self) -> tuple[str, ...]:
-        return self.links.members
+        """The members in force (partitions and link targets are drawn among them)."""
+        return tuple(self.cluster.names)
+
+    @property
+    def voters(self) -> tuple[str, ...]:
+        """The voters in force (the scenario's, until a membership change)."""
+        network = self.cluster.network
+        if network.version == 0:
+            return self._voters
+        return tuple(m.name for m in network.members if m.role is Role.VOTER)
 
     async def leader(self, *, wait_s: float = LEADER_WAIT_S) -> str | None:
         """The leader the running members agree on, waiting up to ``wait_s`` for one."""
@@ -384,6 +430,10 @@ class FaultOps:
                     self.net_reset(edges)
                 else:
                     self.links.apply()
+            elif kind is FaultKind.MEMBERSHIP:
+                member, note = await self._membership(fault, detail)
+                detail.update(note)
+                target, members = member, [member]
             elif kind is FaultKind.ROLLING_RESTART:
                 if fault.target == "all":  # followers first, the leader last
                     lead = await self.leader()
@@ -407,6 +457,8 @@ class FaultOps:
                 await self._process_start(kind, member, fault)
         except (ClusterError, PartitionSpecError, ValueError) as exc:
             detail["error"] = str(exc)
+            if kind is FaultKind.MEMBERSHIP:
+                detail["failed"] = True
             self.emit("fault.start", _fault_data(fault_id, kind, target, members, detail, origin))
             return self._ended_now(fault_id, kind, target, members, fault, detail)
         self.emit("fault.start", _fault_data(fault_id, kind, target, members, detail, origin))
@@ -415,6 +467,91 @@ class FaultOps:
         applied = Applied(id=fault_id, kind=kind, target=target, members=members, fault=fault)
         self.active[fault_id] = applied
         return applied
+
+    async def _membership(self, fault: Fault, detail: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Carry out a membership fault through the admins' CLI; the member it is
+        about and what to add to its event's detail (version, height, transaction,
+        the API it went through, who signed, the change lines, how long it took)."""
+        action = fault.action or ""
+        started = self.clock()
+        if fault.target in ("leader", "follower"):
+            member, note = await self.resolve(fault.target)
+        else:
+            member, note = fault.target, {}
+        target_for_detail = member
+        detail["member"] = target_for_detail
+        via = await self._via(member, action)
+        note["via"] = via
+        c = self.cluster
+        try:
+            if action == "add":
+                update = await c.add_member(member, role=fault.role or "voter", via=via)
+            elif action == "remove":
+                update = await c.remove_member(member, via=via)
+            elif action in ("promote", "demote"):
+                update = await c.set_role(
+                    member, "voter" if action == "promote" else "observer", via=via
+                )
+            elif action == "revoke-user":
+                update = await c.revoke_user(member, via=via)
+            elif action == "rotate-key":
+                update = await c.rotate_key(member, via=via)
+            else:  # pragma: no cover - the scenario checks the action
+                raise ValueError(f"{action!r} is not a membership action")
+        except MembershipRefused as exc:
+            if self.record_admin is not None and exc.tx_id is not None:
+                self.record_admin(exc.tx_id, via, started, Outcome.UNKNOWN, None, str(exc))
+            raise
+        except ChangeNotFollowed as exc:
+            # the update committed, the member did not follow (e.g. did not catch up)
+            if self.record_admin is not None:
+                self.record_admin(
+                    exc.update.tx_id, via, started, Outcome.COMMITTED, exc.update, None
+                )
+            detail.update(version=exc.update.version, height=exc.update.height, tx=exc.update.tx_id)
+            raise ClusterError(f"{action} {member}: {_first_line(exc)} (see {exc.log})") from exc
+        except MemberFailed as exc:
+            raise ClusterError(f"{action} {member}: {_first_line(exc)} (see {exc.log})") from exc
+        finally:
+            note["took_s"] = round(self.clock() - started, 3)
+        if self.record_admin is not None:
+            self.record_admin(update.tx_id, via, started, Outcome.COMMITTED, update, None)
+        note.update(
+            version=update.version,
+            height=update.height,
+            tx=update.tx_id,
+            signers=list(update.signers),
+            changes=list(update.changes),
+        )
+        if self.on_membership is not None:
+            await self.on_membership(
+                MembershipDone(action=action, member=member, role=fault.role, update=update)
+            )
+        return member, note
+
+    async def _via(self, member: str, action: str) -> str:
+        """Whose API an admin sends a change about ``member`` to: the leader, unless
+        the change is the leader's removal or key rotation (then another voter the
+        leader can reach)."""
+        lead = await self.leader()
+        running = set(self.cluster.running())
+        if (
+            lead is not None
+            and lead in running
+            and not (lead == member and action in ("remove", "rotate-key"))
+        ):
+            return lead
+        blocked = set().union(*self.links.blocks.values()) if self.links.blocks else set()
+        pool = [
+            m
+            for m in self.voters
+            if m != member
+            and m in running
+            and (lead is None or m == lead or (m, lead) not in blocked)
+        ]
+        if not pool:
+            raise ClusterError(f"no running member to send the {action} of {member} through")
+        return pool[0]
 
     def net_reset(self, edges: Iterable[Edge]) -> None:
         pairs = {tuple(sorted(e)) for e in edges}
@@ -519,6 +656,10 @@ _LASTING: Final = frozenset(
     }
 )
 _LINK_FAULTS: Final = (FaultKind.LATENCY, FaultKind.BANDWIDTH, FaultKind.RESET, FaultKind.STALL)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _order(name: str) -> tuple[int, str]:
@@ -673,6 +814,7 @@ def cluster_spec(scenario: Scenario) -> ClusterSpec:
         batch_timeout_ms=c.batch_timeout_ms,
         chain_name=f"netsim-{scenario.name}",
         seed=scenario.seed,
+        spares=c.spares,
     )
 
 
@@ -684,10 +826,16 @@ async def start_behind_relays(
 ) -> tuple[LinkNet, LinkPlan]:
     """Generate the cluster, start its relays and members, wait for a leader."""
     await trio.to_thread.run_sync(cluster.generate)
-    names = cluster.names
-    net = LinkNet({m.name: m.listen for m in cluster.members}, rng=rng)
+    names = cluster.all_names  # spares too: their own dials go through relays
+    net = LinkNet({n: cluster.member(n).listen for n in names}, rng=rng)
     await nursery.start(net.run)
-    cluster.set_dial({m: net.dial_addresses(m) for m in names})
+    founding = set(cluster.names)
+    cluster.set_dial(
+        {
+            m: {peer: a for peer, a in net.dial_addresses(m).items() if peer in founding}
+            for m in names
+        }
+    )
     links = LinkPlan(net, names, placement)
     links.apply()
     await cluster.start_all()
@@ -794,6 +942,7 @@ async def _run(
             "scenario": scenario.name,
             "seed": scenario.seed,
             "members": list(cluster.names),
+            "spares": cluster.spares,
             "duration_s": window,
             "recovery_bound_s": scenario.recovery_bound_s,
             "load_start_s": w.start_s,
@@ -823,7 +972,58 @@ async def _run(
         if kind == "fault.end":
             watcher.fault_ended(data["id"])
 
-    ops = FaultOps(cluster, links, emit, fault_rng, voters)
+    default_targets = not w.members
+
+    async def membership_changed(done: MembershipDone) -> None:
+        """Point the load at the membership in force."""
+        issuers = cluster.issuers()
+        workload.set_issuer(issuers[0] if issuers else None)
+        role = done.role or "voter"
+        if done.action == "add":
+            target = default_targets and role == "voter"
+            workload.add_member(done.member, cluster.user_of(done.member), target=target)
+        elif done.action == "remove":
+            workload.remove_member(done.member)
+        elif done.action == "revoke-user":
+            workload.replace_user(done.member, cluster.user_of(done.member))
+        if done.action in ("add", "revoke-user"):  # in the background: faults go on
+            nursery.start_soon(functools.partial(workload.fund, done.member, via=done.update.via))
+
+    def record_admin(
+        tx_id: str,
+        via: str,
+        started: float,
+        outcome: Outcome,
+        update: ConfigUpdate | None,
+        error: str | None,
+    ) -> None:
+        """The admins' config.update in the history: a request like any other (the
+        checker holds it to the same promises)."""
+        sent = max(0.0, started - t0)
+        history.write(
+            Request(
+                id=tx_id,
+                client=ADMIN_CLIENT,
+                member=via,
+                op=CONFIG_UPDATE_OP,
+                sent=sent,
+                done=max(sent, events.now()),
+                outcome=outcome,
+                height=update.height if update is not None else None,
+                valid=True if update is not None else None,
+                reason=None if update is not None else "membership_failed",
+            )
+        )
+
+    ops = FaultOps(
+        cluster,
+        links,
+        emit,
+        fault_rng,
+        voters,
+        on_membership=membership_changed,
+        record_admin=record_admin,
+    )
     watcher.ops = ops
     sampler = Sampler(cluster, events.emit)
     await sampler.sample()
@@ -998,8 +1198,9 @@ async def _collect(
             ok, text = await cluster.audit(name)
             audits[name] = AuditResult(member=name, ok=ok, message=text.strip())
 
+    ran = [n for n in cluster.all_names if n in cluster.names or n in cluster.removed]
     async with trio.open_nursery() as nursery:
-        for name in cluster.names:
+        for name in ran:
             nursery.start_soon(one, name)
     return ledgers, audits
 

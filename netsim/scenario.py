@@ -11,8 +11,16 @@ Pure: ``parse_scenario`` takes text and returns a ``Scenario``; ``load_scenario`
 adds reading the file. Nothing here reads a clock or touches the network.
 
 Member names follow the cluster's (``netsim.cluster``): ``m0``..``m{N-1}``, of which
-the last ``observers`` are observers. A fault target is checked against them here,
-so a typo in a target is reported when the file is loaded, not halfway through a run.
+the last ``observers`` are observers, then the ``spares`` ``m{N}``.. that are not in
+the founding network and join when a ``membership`` fault adds them. A fault target is
+checked against them here, so a typo in a target is reported when the file is loaded,
+not halfway through a run.
+
+A ``membership`` fault is a change the admins make through the ledger (``action``:
+add, remove, promote, demote, revoke-user, rotate-key; ``role`` for add). The
+membership faults are checked as a sequence, in the order of their ``at_s``: a spare
+is added once, a member is removed once and then no longer a target, at least one
+voter remains.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -34,6 +42,7 @@ __all__ = [
     "DURATION_KINDS",
     "INSTANT_KINDS",
     "LINK_KINDS",
+    "MEMBERSHIP_ACTIONS",
     "NEMESIS_KINDS",
     "PROCESS_KINDS",
     "ClusterConfig",
@@ -73,6 +82,7 @@ class FaultKind(StrEnum):
     BANDWIDTH = "bandwidth"  # a byte-rate cap on links; lifted at the end
     RESET = "reset"  # close the live connections on links now
     STALL = "stall"  # hold bytes on links; release them in order at the end
+    MEMBERSHIP = "membership"  # an admins' change of the membership, through the ledger
 
 
 #: Faults on daemon processes: their target is a member, "leader" or "follower".
@@ -106,10 +116,19 @@ DURATION_KINDS: Final = frozenset(
 #: Faults that happen at one moment and take no ``duration_s``.
 INSTANT_KINDS: Final = frozenset(FaultKind) - DURATION_KINDS
 #: Faults that cut members off from the quorum while they last: the random nemesis
-#: never runs two of them at once.
-DISRUPTIVE_KINDS: Final = PROCESS_KINDS | {FaultKind.PARTITION, FaultKind.STALL}
-#: Kinds the random nemesis may draw (a rolling restart has no fixed length to plan).
-NEMESIS_KINDS: Final = frozenset(FaultKind) - {FaultKind.ROLLING_RESTART}
+#: never runs two of them at once (nor one while a membership change is under way).
+DISRUPTIVE_KINDS: Final = PROCESS_KINDS | {
+    FaultKind.PARTITION,
+    FaultKind.STALL,
+    FaultKind.MEMBERSHIP,
+}
+#: Kinds the random nemesis may draw (a rolling restart has no fixed length to plan;
+#: membership changes are written by hand, as admins make them).
+NEMESIS_KINDS: Final = frozenset(FaultKind) - {FaultKind.ROLLING_RESTART, FaultKind.MEMBERSHIP}
+#: What a membership fault does (``action``).
+MEMBERSHIP_ACTIONS: Final = ("add", "remove", "promote", "demote", "revoke-user", "rotate-key")
+#: The roles a member added by a membership fault may have (``role``).
+ROLES: Final = ("voter", "observer")
 
 #: The partition specs the random nemesis draws from unless told otherwise.
 DEFAULT_PARTITIONS: Final = ("halves", "isolate-leader")
@@ -144,25 +163,37 @@ class ScenarioProblem:
 # --- the objects --------------------------------------------------------------------
 
 
-def member_names(members: int) -> tuple[str, ...]:
-    """The names a cluster gives its members, in order."""
-    return tuple(f"m{i}" for i in range(members))
+def member_names(members: int, first: int = 0) -> tuple[str, ...]:
+    """The names a cluster gives its members, in order (from ``m{first}``)."""
+    return tuple(f"m{i}" for i in range(first, first + members))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClusterConfig:
-    """``[cluster]``: how many members (the last ``observers`` of them observers) and
-    how their leaders cut blocks."""
+    """``[cluster]``: how many members (the last ``observers`` of them observers), how
+    many ``spares`` (generated, not in the founding network, added by membership
+    faults) and how their leaders cut blocks."""
 
     members: int = 3
     observers: int = 0
     max_transactions: int = 500
     batch_timeout_ms: int = 50
+    spares: int = 0
 
     @property
     def names(self) -> tuple[str, ...]:
-        """Every member, voters first, then observers."""
+        """Every founding member, voters first, then observers."""
         return member_names(self.members)
+
+    @property
+    def spare_names(self) -> tuple[str, ...]:
+        """The spares, after the founding members."""
+        return member_names(self.spares, self.members)
+
+    @property
+    def all_names(self) -> tuple[str, ...]:
+        """Founding members and spares."""
+        return self.names + self.spare_names
 
     @property
     def voters(self) -> tuple[str, ...]:
@@ -231,6 +262,9 @@ class Fault:
     jitter_ms: float | None = None
     bytes_per_s: int | None = None
     gap_s: float | None = None
+    #: A membership fault's action (MEMBERSHIP_ACTIONS) and, for ``add``, the role.
+    action: str | None = None
+    role: str | None = None
 
     @property
     def end_s(self) -> float | None:
@@ -239,7 +273,7 @@ class Fault:
     def detail(self) -> dict[str, Any]:
         """The kind's parameters, for an event's ``detail``."""
         out: dict[str, Any] = {}
-        for key in ("duration_s", "ms", "jitter_ms", "bytes_per_s", "gap_s"):
+        for key in ("duration_s", "ms", "jitter_ms", "bytes_per_s", "gap_s", "action", "role"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
@@ -539,7 +573,7 @@ class _Table:
 
 _TOP: Final = ("scenario", "cluster", "regions", "latency", "workload", "faults", "nemesis")
 _SCENARIO: Final = ("name", "description", "duration_s", "seed", "recovery_bound_s")
-_CLUSTER: Final = ("members", "observers", "max_transactions", "batch_timeout_ms")
+_CLUSTER: Final = ("members", "observers", "max_transactions", "batch_timeout_ms", "spares")
 _WORKLOAD: Final = ("rate", "clients", "transfer", "start_s", "wait_timeout_s", "members")
 _FAULT: Final = (
     "at_s",
@@ -550,6 +584,8 @@ _FAULT: Final = (
     "jitter_ms",
     "bytes_per_s",
     "gap_s",
+    "action",
+    "role",
 )
 _NEMESIS: Final = (
     "seed",
@@ -569,6 +605,7 @@ _PARAMETERS: Final[Mapping[FaultKind, frozenset[str]]] = MappingProxyType(
         FaultKind.LATENCY: frozenset({"ms", "jitter_ms"}),
         FaultKind.BANDWIDTH: frozenset({"bytes_per_s"}),
         FaultKind.ROLLING_RESTART: frozenset({"gap_s"}),
+        FaultKind.MEMBERSHIP: frozenset({"action", "role"}),
     }
 )
 _MAX_MEMBERS: Final = 64
@@ -595,17 +632,25 @@ class _Reader:
         bound = head.number("recovery_bound_s", required=True)
 
         cluster = self.cluster(top.table("cluster", _CLUSTER))
-        names = cluster.names if cluster is not None else ()
-        placement = self.placement(top.table("regions", None), top.table("latency", None), names)
+        names = cluster.all_names if cluster is not None else ()
+        placement = self.placement(
+            top.table("regions", None),
+            top.table("latency", None),
+            names,
+            cluster.names if cluster is not None else (),
+        )
         if "latency" in data and "regions" not in data:
             top.problem("latency", "[latency] needs [regions] to say where each member is")
         window = duration if duration is not None else math.inf
         workload = self.workload(top.table("workload", _WORKLOAD), cluster, window)
-        faults = tuple(
-            f
-            for t in top.tables("faults", _FAULT)
+        numbered = [
+            (i, f)
+            for i, t in enumerate(top.tables("faults", _FAULT))
             if (f := self.fault(t, cluster, window)) is not None
-        )
+        ]
+        faults = tuple(f for _, f in numbered)
+        if cluster is not None:
+            self.membership_sequence(numbered, cluster)
         nemesis = self.nemesis(top.table("nemesis", _NEMESIS), cluster, window, seed)
         if "nemesis" in data and nemesis is None and not self.problems:
             top.problem("nemesis", "expected a table [nemesis]")
@@ -640,21 +685,34 @@ class _Reader:
         observers = t.integer("observers", default=0, minimum=0)
         max_tx = t.integer("max_transactions", default=500)
         batch = t.integer("batch_timeout_ms", default=50)
-        if members is not None and members > _MAX_MEMBERS:
-            t.problem("members", f"at most {_MAX_MEMBERS} members run on one machine")
+        spares = t.integer("spares", default=0, minimum=0)
+        if members is not None and spares is not None and members + spares > _MAX_MEMBERS:
+            key = "spares" if spares else "members"
+            t.problem(key, f"at most {_MAX_MEMBERS} members (spares included) run on one machine")
             return None
         if members is None or observers is None or max_tx is None or batch is None:
+            return None
+        if spares is None:
             return None
         if observers >= members:
             t.problem("observers", f"{observers} of {members} members leaves no voter")
             return None
         return ClusterConfig(
-            members=members, observers=observers, max_transactions=max_tx, batch_timeout_ms=batch
+            members=members,
+            observers=observers,
+            max_transactions=max_tx,
+            batch_timeout_ms=batch,
+            spares=spares,
         )
 
     def placement(
-        self, regions: _Table | None, latency: _Table | None, names: tuple[str, ...]
+        self,
+        regions: _Table | None,
+        latency: _Table | None,
+        names: tuple[str, ...],
+        required: tuple[str, ...],
     ) -> Placement | None:
+        """``names`` may have a region (spares too); each of ``required`` must."""
         if regions is None:
             return Placement()
         where: dict[str, str] = {}
@@ -665,7 +723,7 @@ class _Reader:
                 regions.problem(member, f"a region is a lowercase name, got {_describe(region)}")
             else:
                 where[member] = region
-        missing = [m for m in names if m not in regions.data]
+        missing = [m for m in required if m not in regions.data]
         if missing:
             self.problems.add("regions", f"no region for {', '.join(missing)}")
         rtt: dict[tuple[str, str], float] = {}
@@ -752,10 +810,12 @@ class _Reader:
         jitter = t.number("jitter_ms", positive=False)
         rate = t.integer("bytes_per_s", default=0)
         gap = t.number("gap_s", positive=False)
+        action = t.string("action", default="") or None
+        role = t.string("role", default="") or None
         if kind is None:
             return None
         allowed = _PARAMETERS.get(kind, frozenset())
-        for key in ("ms", "jitter_ms", "bytes_per_s", "gap_s"):
+        for key in ("ms", "jitter_ms", "bytes_per_s", "gap_s", "action", "role"):
             if key in t.data and key not in allowed:
                 t.problem(key, f"a {kind} fault takes no {key!r}")
         if "duration_s" in t.data and kind in INSTANT_KINDS:
@@ -764,6 +824,8 @@ class _Reader:
             t.problem("ms", "a latency fault needs ms (the one-way delay)")
         if kind is FaultKind.BANDWIDTH and "bytes_per_s" not in t.data:
             t.problem("bytes_per_s", "a bandwidth fault needs bytes_per_s")
+        if kind is FaultKind.MEMBERSHIP:
+            action, role = self.membership_fault(t, action, role)
         if target is not None and cluster is not None:
             reason = check_target(kind, target, cluster)
             if reason is not None:
@@ -779,7 +841,76 @@ class _Reader:
             jitter_ms=jitter,
             bytes_per_s=rate or None,
             gap_s=gap,
+            action=action,
+            role=role,
         )
+
+    def membership_fault(
+        self, t: _Table, action: str | None, role: str | None
+    ) -> tuple[str | None, str | None]:
+        """A membership fault's action and role, checked (the role defaults to voter)."""
+        if "action" not in t.data:
+            t.problem(
+                "action", f"a membership fault needs an action: {', '.join(MEMBERSHIP_ACTIONS)}"
+            )
+        elif action not in MEMBERSHIP_ACTIONS:
+            t.problem("action", f"{action!r} is not one of {', '.join(MEMBERSHIP_ACTIONS)}")
+            action = None
+        if role is not None and action is not None and action != "add":
+            t.problem("role", f"only an add takes a role; {action} does not")
+        elif role is not None and role not in ROLES:
+            t.problem("role", f"{role!r} is not a role: {', '.join(ROLES)}")
+            role = None
+        if action == "add" and role is None:
+            role = "voter"
+        return action, role
+
+    def membership_sequence(
+        self, faults: Sequence[tuple[int, Fault]], cluster: ClusterConfig
+    ) -> None:
+        """The membership faults, in time order, must fit the members they find: a
+        spare added once, a member removed once, at least one voter left."""
+        roles: dict[str, str] = {
+            m: ("observer" if m not in cluster.voters else "voter") for m in cluster.names
+        }
+        added: set[str] = set()
+        removed: set[str] = set()
+        order = sorted(
+            ((i, f) for i, f in faults if f.kind is FaultKind.MEMBERSHIP),
+            key=lambda item: (item[1].at_s, item[0]),
+        )
+        for i, f in order:
+            where = f"faults[{i}].target"
+            target, action = f.target, f.action
+            if action is None:
+                continue
+            if action == "add":
+                if target not in cluster.spare_names:
+                    spares = ", ".join(cluster.spare_names) or "none: set [cluster] spares"
+                    self.problems.add(where, f"an add targets a spare ({spares}), not {target!r}")
+                elif target in added:
+                    self.problems.add(where, f"{target} is added twice")
+                else:
+                    added.add(target)
+                    roles[target] = f.role or "voter"
+                continue
+            if target in RUNTIME_TARGETS or target not in cluster.all_names:
+                continue  # resolved when the fault starts, or already reported
+            if target in removed:
+                self.problems.add(where, f"{target} was removed before this {action}")
+            elif target not in roles:
+                self.problems.add(where, f"{target} is not a member at {f.at_s:g} s (add it first)")
+            elif action == "remove":
+                removed.add(target)
+                roles.pop(target)
+            elif action == "promote" and roles[target] == "voter":
+                self.problems.add(where, f"{target} is already a voter")
+            elif action == "demote" and roles[target] == "observer":
+                self.problems.add(where, f"{target} is already an observer")
+            elif action in ("promote", "demote"):
+                roles[target] = "voter" if action == "promote" else "observer"
+            if "voter" not in roles.values():
+                self.problems.add(where, f"after this {action} no voter is left")
 
     def nemesis(
         self, t: _Table | None, cluster: ClusterConfig | None, window: float, seed: int | None
@@ -877,6 +1008,8 @@ def check_target(kind: FaultKind, target: str, cluster: ClusterConfig) -> str | 
                 f"{', '.join(repr(u) for u in unknown)} are not members ({_names(names)})"
             )
         return None
+    if kind is FaultKind.MEMBERSHIP:
+        names = cluster.all_names
     if target in names or target in RUNTIME_TARGETS:
         return None
     return f"{target!r} is not a member ({_names(names)}), 'leader' or 'follower'"

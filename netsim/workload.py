@@ -16,6 +16,16 @@ schedule order, so the same seed offers the same operations whatever the answers
 ``setup`` first issues a large amount of fund "relief" to every user (signed by the
 issuer u0) so the transfers never overdraw.
 
+The members change while the load runs (membership faults): ``add_member`` points
+load at a member added as a voter and funds its user; ``remove_member`` stops sending
+to a removed member and signing with its user; ``replace_user`` signs a member's
+later requests with its new user key (after a revocation) once that key is funded;
+``set_issuer`` follows the fund's issuer when it moves. A user whose funding has not
+committed (or could not: no issuer left) only anchors documents. Requests already
+signed with a revoked or removed user's key when the change commits are still sent:
+they commit invalid (``unknown_signer``) or are refused, which the API tells the
+client and the history records, and the checker accepts (netsim/DESIGN.md).
+
 Every request sent gets exactly one line in the history once its outcome is final
 (netsim/DESIGN.md): 200 -> ``committed``; 504 ``commit_timeout`` -> ``pending``; other
 4xx and 503 -> ``rejected`` with the API's code; no answer (timeout, unreachable,
@@ -257,11 +267,15 @@ class Workload:
             raise WorkloadError(f"members {missing} have no user key")
         self._names = names
         self._users = {m: users[m] for m in names}
-        self._issuer = users[names[0]]
+        self._issuer: SigningKey | None = users[names[0]]
+        #: Users whose funding committed (they may transfer); setup funds every one.
+        self._funded: set[str] = set(names)
         self._chain_id = target.chain_id
+        self._target = target
         factory = client_factory or functools.partial(
             _default_client, wait_timeout_s=max(spec.wait_timeout_s, SETUP_WAIT_S)
         )
+        self._factory = factory
         self._clients = {m: factory(target.api_url(m)) for m in names}
         self._threads = trio.CapacityLimiter(spec.clients + len(names))
         self._free_slots = list(range(spec.clients))  # a heap: the lowest free client id
@@ -292,6 +306,9 @@ class Workload:
         """Issue ``ISSUE_AMOUNT`` of "relief" to every user, signed by the issuer (u0),
         and wait for each to commit as valid; WorkloadSetupFailed otherwise."""
         answers: dict[str, tuple[str, Answer]] = {}
+        issuer = self._issuer
+        if issuer is None:
+            raise WorkloadSetupFailed("no user key may issue the fund")
 
         async def one(index: int, name: str) -> None:
             member = self._members[index % len(self._members)]
@@ -301,7 +318,7 @@ class Workload:
                 "amount": ISSUE_AMOUNT,
                 "memo": f"netsim setup {name}",
             }
-            planned = self._sign(member, self._issuer, ISSUE_OP, args)
+            planned = self._sign(member, issuer, ISSUE_OP, args)
             answer = await self._send(planned, 0, wait_s=SETUP_WAIT_S, count=False)
             answers[name] = (member, answer)
 
@@ -318,6 +335,68 @@ class Workload:
                 "funding the users did not commit: " + "; ".join(failed) + "; is the cluster "
                 "healthy, with a leader? (see the members' logs)"
             )
+
+    # --- the members change -------------------------------------------------------------
+
+    @property
+    def members(self) -> list[str]:
+        """The members receiving load now."""
+        return list(self._members)
+
+    def add_member(self, name: str, user: SigningKey, *, target: bool) -> None:
+        """``name`` was added with ``user``: with ``target``, send it a share of the
+        load from now on (its user only anchors until ``fund`` commits)."""
+        if name not in self._clients:
+            self._clients[name] = self._factory(self._target.api_url(name))
+        if name not in self._names:
+            self._names.append(name)
+        self._users[name] = user
+        self._funded.discard(name)
+        if target and name not in self._members:
+            self._members.append(name)
+
+    def remove_member(self, name: str) -> None:
+        """``name`` was removed: no more load to it, nor signed or paid to its user."""
+        if name in self._members and len(self._members) > 1:
+            self._members.remove(name)
+        if name in self._names:
+            self._names.remove(name)
+        self._users.pop(name, None)
+        self._funded.discard(name)
+
+    def replace_user(self, name: str, user: SigningKey) -> None:
+        """``name``'s user key was revoked and ``user`` registered instead: sign its
+        later requests with ``user`` (only anchors until ``fund`` commits)."""
+        self._users[name] = user
+        self._funded.discard(name)
+
+    def set_issuer(self, issuer: SigningKey | None) -> None:
+        """The key that issues the fund now (None: no user may)."""
+        self._issuer = issuer
+
+    async def fund(self, name: str, *, via: str) -> bool:
+        """Issue ``ISSUE_AMOUNT`` to ``name``'s user through ``via``'s API and wait for
+        it to commit valid (recorded in the history like setup's); then ``name`` may
+        transfer. Whether it did."""
+        if self._issuer is None or name not in self._users:
+            return False
+        if self._issuer.public_key == self._users[name].public_key:
+            self._funded.add(name)
+            return True
+        if via not in self._clients:
+            self._clients[via] = self._factory(self._target.api_url(via))
+        args = {
+            "fund": FUND,
+            "to": self._users[name].public_key.raw,
+            "amount": ISSUE_AMOUNT,
+            "memo": f"netsim funds {name}",
+        }
+        planned = self._sign(via, self._issuer, ISSUE_OP, args)
+        answer = await self._send(planned, 0, wait_s=SETUP_WAIT_S, count=False)
+        if answer.outcome is Outcome.COMMITTED and answer.valid:
+            self._funded.add(name)
+            return True
+        return False
 
     # --- the load ----------------------------------------------------------------------
 
@@ -341,7 +420,8 @@ class Workload:
         member = self._members[k % len(self._members)]
         key = self._users[member]
         others = [m for m in self._names if m != member]
-        if others and self._rng.random() < self.spec.transfer:
+        transfer = bool(others) and self._rng.random() < self.spec.transfer
+        if transfer and member in self._funded:
             to = self._users[self._rng.choice(others)].public_key.raw
             args: dict[str, Any] = {
                 "fund": FUND,

@@ -554,3 +554,100 @@ def test_a_verdict_is_ok_exactly_without_violations() -> None:
 def test_a_bad_bound_is_refused(world: World, bound: float) -> None:
     with pytest.raises(CheckInputError):
         run(world, bound=bound)
+
+
+# --- membership changes --------------------------------------------------------------
+
+
+def _change(
+    t: float, action: str, member: str, *, height: int = 3, error: str | None = None
+) -> list[Event]:
+    """The fault.start and fault.end a membership change of the runner writes."""
+    detail: dict[str, Any] = {"action": action, "member": member, "version": 1}
+    if error is None:
+        detail["height"] = height
+    else:
+        detail.update(error=error, failed=True)
+    start = {
+        "id": 5,
+        "fault": "membership",
+        "target": member,
+        "members": [] if error else [member],
+        "detail": detail,
+    }
+    end = {"id": 5, "fault": "membership", "target": member, "members": start["members"]}
+    return [Event(t=t, kind="fault.start", data=start), Event(t=t, kind="fault.end", data=end)]
+
+
+def test_a_removed_member_is_not_expected_at_the_final_tip(world: World) -> None:
+    ledgers = {m: world.chain for m in MEMBERS}
+    ledgers["m2"] = world.chain[:4]  # heights 0..3: it stopped at its removal
+    removal = _change(4.5, "remove", "m2", height=3)
+    verdict = run(world, ledgers=ledgers, events=events_of(*removal))
+    assert verdict.ok, verdict.violations
+    assert verdict.stats["removed"] == {"m2": {"t": 4.5, "height": 3, "ledger_ends": 3}}
+    assert verdict.stats["membership"][0]["action"] == "remove"
+    # without the removal, the same ledgers are a member left behind
+    assert kinds(run(world, ledgers=ledgers)) == {"not_converged"}
+
+
+def test_a_removed_members_ledger_is_still_checked_for_forks(world: World) -> None:
+    ledgers = {m: world.chain for m in MEMBERS}
+    ledgers["m2"] = world.fork[: FORK_AT + 1]
+    verdict = run(world, ledgers=ledgers, events=events_of(*_change(4.5, "remove", "m2")))
+    assert "fork" in kinds(verdict)
+
+
+def test_a_member_that_joined_late_is_judged_like_the_others(world: World) -> None:
+    ledgers = {m: world.chain for m in (*MEMBERS, "m3")}
+    audits = {**ok_audits(), "m3": AuditResult(member="m3", ok=True, message="ok")}
+    joined = _change(3.0, "add", "m3", height=2)
+    verdict = run(world, ledgers=ledgers, audits=audits, events=events_of(*joined))
+    assert verdict.ok, verdict.violations
+    assert "m3" in verdict.stats["tips"]
+    ledgers["m3"] = world.chain[:3]  # it never caught up
+    assert kinds(run(world, ledgers=ledgers, audits=audits, events=events_of(*joined))) == {
+        "not_converged"
+    }
+
+
+def test_a_membership_change_that_did_not_go_through_fails_the_run(world: World) -> None:
+    failed = _change(4.5, "add", "m3", error="m3 did not reach height 4 within 90 s")
+    verdict = run(world, events=events_of(*failed))
+    assert kinds(verdict) == {"membership_failed"}
+    [v] = verdict.violations
+    assert v.member == "m3" and "did not reach height 4" in v.message
+
+
+def test_a_pending_request_lost_with_its_removed_member_is_no_violation(world: World) -> None:
+    lost = pending(fresh_id("p"), member="m1", sent=3.0)
+    ledgers = {**{m: world.chain for m in MEMBERS}, "m1": world.chain[:4]}
+    verdict = run(
+        world,
+        ledgers=ledgers,
+        history=[*history_of(world.chain), lost],
+        events=events_of(*_change(4.5, "remove", "m1")),
+    )
+    assert verdict.ok, verdict.violations
+    assert verdict.stats["pending_lost_with_membership"] == 1
+
+
+def test_a_pending_request_whose_signer_was_revoked_must_still_commit(world: World) -> None:
+    lost = pending(fresh_id("p"), member="m1", sent=3.0)
+    verdict = run(
+        world,
+        history=[*history_of(world.chain), lost],
+        events=events_of(*_change(4.5, "revoke-user", "m1")),
+    )
+    assert kinds(verdict) == {"dropped_pending"}
+    [v] = verdict.violations
+    assert "revoked at t=4.500" in v.message and "unknown_signer" in v.message
+
+
+def test_a_revoked_signers_transaction_committed_invalid_is_no_violation(world: World) -> None:
+    history = history_of(world.chain)
+    invalid = next(i for i, r in enumerate(history) if r.valid is False)
+    history[invalid] = dataclasses.replace(history[invalid], reason="unknown_signer")
+    verdict = run(world, history=history, events=events_of(*_change(4.5, "revoke-user", "m1")))
+    assert verdict.ok, verdict.violations
+    assert verdict.stats["invalid_reasons"] == {"already_anchored": 1}

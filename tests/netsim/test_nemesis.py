@@ -10,8 +10,15 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netsim.nemesis import SETTLE_S, Origin, Phase, schedule, timeline
-from netsim.scenario import DISRUPTIVE_KINDS, FaultKind, NemesisConfig, Scenario, parse_scenario
+from netsim.nemesis import MEMBERSHIP_BUSY_S, SETTLE_S, Origin, Phase, schedule, timeline
+from netsim.scenario import (
+    DISRUPTIVE_KINDS,
+    FaultKind,
+    NemesisConfig,
+    Scenario,
+    ScenarioError,
+    parse_scenario,
+)
 
 HEAD = """
 [scenario]
@@ -212,3 +219,38 @@ def test_link_faults_carry_the_nemesis_parameters() -> None:
             assert e.fault.ms == 90 and e.fault.jitter_ms == s.nemesis.jitter_ms
         else:
             assert e.fault.bytes_per_s == s.nemesis.bytes_per_s
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(min_value=0, max_value=2**32))
+def test_random_plans_keep_clear_of_a_membership_change_under_way(seed: int) -> None:
+    print(f"seed={seed}")
+    s = parse_scenario(
+        HEAD.replace("members = 5", "members = 5\nspares = 1")
+        + """
+[[faults]]
+at_s = 30
+kind = "membership"
+action = "add"
+target = "m5"
+"""
+        + ALL_RANDOM.format(seed=seed)
+    )
+    [change] = [e for e in schedule(s) if e.kind is FaultKind.MEMBERSHIP]
+    assert change.instant and change.end_s is None and change.fault.action == "add"
+    for e in schedule(s):
+        if e.origin is Origin.NEMESIS and e.kind in DISRUPTIVE_KINDS:
+            end = e.end_s if e.end_s is not None else e.at_s
+            assert end + SETTLE_S <= 30 or e.at_s >= 30 + MEMBERSHIP_BUSY_S + SETTLE_S
+
+
+def test_the_nemesis_never_draws_a_membership_change() -> None:
+    try:
+        parse_scenario(
+            HEAD + ALL_RANDOM.format(seed=1).replace('"stall"]', '"stall", "membership"]')
+        )
+    except ScenarioError as exc:
+        assert "membership is not a random fault" in str(exc)
+    else:
+        raise AssertionError("a random membership change was accepted")
+    assert all(e.kind is not FaultKind.MEMBERSHIP for e in schedule(soak(5, duration_s=600)))

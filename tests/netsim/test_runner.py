@@ -154,6 +154,7 @@ async def test_leader_loss_end_to_end(tmp_path: Path) -> None:
         "flaky-wan",
         "rolling-restart",
         "wipe-and-catch-up",
+        "grow-and-shrink",
     ],
 )
 async def test_every_short_shipped_scenario_passes(tmp_path: Path, name: str) -> None:

@@ -55,6 +55,9 @@ def test_the_shipped_set_is_complete() -> None:
         "rolling-restart",
         "wipe-and-catch-up",
         "random-soak",
+        "grow-and-shrink",
+        "membership-under-partition",
+        "rotate-and-revoke",
     }
 
 
@@ -305,3 +308,109 @@ def test_link_targets_name_their_edges() -> None:
         ("m2", "m1"),
     }
     assert link_target("leader", members).edges(members, leader=None) == frozenset()
+
+
+# --- membership faults -------------------------------------------------------------
+
+MEMBERSHIP = (
+    HEAD
+    + """
+[cluster]
+members = 3
+spares = 2
+"""
+)
+
+
+def membership(*faults: str) -> str:
+    return MEMBERSHIP + "".join(f'\n[[faults]]\nkind = "membership"\n{f}\n' for f in faults)
+
+
+def test_membership_faults_and_spares_parse() -> None:
+    scenario = parse_scenario(
+        membership(
+            'at_s = 5\naction = "add"\ntarget = "m3"',
+            'at_s = 10\naction = "add"\ntarget = "m4"\nrole = "observer"',
+            'at_s = 15\naction = "remove"\ntarget = "leader"',
+            'at_s = 20\naction = "promote"\ntarget = "m4"',
+            'at_s = 25\naction = "revoke-user"\ntarget = "follower"',
+            'at_s = 30\naction = "rotate-key"\ntarget = "m2"',
+        )
+    )
+    assert scenario.cluster.spares == 2
+    assert scenario.cluster.spare_names == ("m3", "m4")
+    assert scenario.members == ("m0", "m1", "m2")
+    got = [(f.action, f.target, f.role) for f in scenario.faults]
+    assert got == [
+        ("add", "m3", "voter"),  # an add's role defaults to voter
+        ("add", "m4", "observer"),
+        ("remove", "leader", None),
+        ("promote", "m4", None),
+        ("revoke-user", "follower", None),
+        ("rotate-key", "m2", None),
+    ]
+    assert all(f.kind is FaultKind.MEMBERSHIP and f.duration_s is None for f in scenario.faults)
+    assert scenario.faults[1].detail() == {"action": "add", "role": "observer"}
+
+
+def test_a_membership_fault_needs_a_known_action_and_takes_no_other_parameter() -> None:
+    found = problems(
+        membership(
+            'at_s = 5\ntarget = "m3"',
+            'at_s = 6\naction = "evict"\ntarget = "m1"',
+            'at_s = 7\naction = "remove"\ntarget = "m1"\nrole = "voter"',
+            'at_s = 8\naction = "add"\ntarget = "m3"\nrole = "boss"',
+            'at_s = 9\naction = "demote"\ntarget = "m2"\nduration_s = 3',
+            'at_s = 10\naction = "demote"\ntarget = "m0"\nms = 3',
+        )
+    )
+    assert "needs an action" in found["faults[0].action"]
+    assert "'evict' is not one of add, remove" in found["faults[1].action"]
+    assert "only an add takes a role" in found["faults[2].role"]
+    assert "'boss' is not a role" in found["faults[3].role"]
+    assert "instant" in found["faults[4].duration_s"]
+    assert "takes no 'ms'" in found["faults[5].ms"]
+
+
+def test_membership_faults_are_checked_as_a_sequence() -> None:
+    found = problems(
+        membership(
+            'at_s = 5\naction = "add"\ntarget = "m1"',  # not a spare
+            'at_s = 6\naction = "add"\ntarget = "m3"',
+            'at_s = 7\naction = "add"\ntarget = "m3"',  # twice
+            'at_s = 9\naction = "remove"\ntarget = "m2"',
+            'at_s = 10\naction = "demote"\ntarget = "m2"',  # removed before
+            'at_s = 4\naction = "promote"\ntarget = "m4"',  # not added (yet, or ever)
+            'at_s = 11\naction = "promote"\ntarget = "m0"',  # a voter already
+            'at_s = 12\naction = "rotate-key"\ntarget = "m9"',  # no such member
+        )
+    )
+    assert "an add targets a spare (m3, m4), not 'm1'" in found["faults[0].target"]
+    assert "m3 is added twice" in found["faults[2].target"]
+    assert "m2 was removed before this demote" in found["faults[4].target"]
+    assert "m4 is not a member at 4 s (add it first)" in found["faults[5].target"]
+    assert "m0 is already a voter" in found["faults[6].target"]
+    assert "'m9' is not a member" in found["faults[7].target"]
+    assert set(found) == {f"faults[{i}].target" for i in (0, 2, 4, 5, 6, 7)}
+
+
+def test_the_last_voter_cannot_be_demoted_or_removed() -> None:
+    text = (
+        HEAD
+        + "\n[cluster]\nmembers = 2\nobservers = 1\n"
+        + ('\n[[faults]]\nkind = "membership"\nat_s = 5\naction = "demote"\ntarget = "m0"\n')
+    )
+    assert "no voter is left" in problems(text)["faults[0].target"]
+
+
+def test_an_add_without_spares_says_how_to_get_them() -> None:
+    text = HEAD + '\n[[faults]]\nkind = "membership"\nat_s = 5\naction = "add"\ntarget = "m3"\n'
+    found = problems(text)
+    assert "set [cluster] spares" in found["faults[0].target"]
+
+
+def test_spares_may_have_a_region_and_need_none() -> None:
+    text = MEMBERSHIP + '\n[regions]\nm0 = "eu"\nm1 = "eu"\nm2 = "eu"\nm4 = "eu"\n'
+    scenario = parse_scenario(text)
+    assert scenario.placement.regions["m4"] == "eu"
+    assert "m3" not in scenario.placement.regions

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: all venv test lint format demo bench sim chaos clean
+.PHONY: all venv test lint format demo bench bench-long sim chaos clean
 
 all: test
 
@@ -37,6 +37,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
+
+# The cluster under rising load, then a minute at twice the best sustainable rate
+# (the term must not change; RSS and 503s are reported), with a profile of the leader.
+bench-long: $(STAMP)
+	$(BIN)/python -m tests.bench --only cluster --profile --overload-seconds 60
 
 sim: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow tests/raft $(PYTEST_ARGS)

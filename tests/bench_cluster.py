@@ -1,73 +1,116 @@
-"""Three real members on 127.0.0.1 under open-loop load (a ``make bench`` section).
+"""Real members on 127.0.0.1 under open-loop load (the ``make bench`` cluster section).
 
-Transactions are signed before each timed step (signing is the clients' cost), then
-offered at a fixed rate, spread over the members' APIs by a pool of client threads.
-Commit latency is what each member measures from accepting a transaction to
-committing it (its ``p2pledger_commit_latency_seconds`` histogram), read from
-``/metrics`` before and after each step.
+Three members (or five) run as ``p2pledger run`` processes with durable LMDB and the
+default block limits. For each rate the transactions are signed first (signing is
+the clients' cost), then offered open-loop: every ``BATCH_INTERVAL_S`` what is due is
+sent as one ``POST /v1/transactions {"txs": [...], "wait": true}`` to the next member
+in turn (``--single``: one transaction a request, for comparison), from a pool of
+client threads, at its scheduled time whatever happened to earlier requests.
+
+Each transaction's commit latency is exact: from its scheduled offer time to the
+member's answer that it is committed (the member that received it answers once it
+has committed it). Per step: committed tx/s, p50/p99/max latency, rejected (503
+mempool full or an entry refusal) and timed-out counts, CPU per member (from
+``/proc``), and peak RSS. At the end every ledger is checked as netsim's checker
+does: identical tips, no transaction twice, every acknowledged one committed, and
+nothing committed that the load generator did not send.
+
+The bound is measured in the same run: B = Ed25519 verifications per second with
+every core busy, divided by the number of members (each member verifies each
+transaction once, and they share this machine's cores).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import http.client
 import json
+import os
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
+from p2pledger import config
 from p2pledger.chain import Transaction
 from p2pledger.membership import BlockLimits
-from tests.node.cluster import Cluster
+from p2pledger.store import LedgerStore
+from tests.factory import GENESIS_TIME_MS
+from tests.node.cluster import Cluster, wait_until
 
 STEP_SECONDS = 5.0
-CLIENT_THREADS = 16
+BATCH_INTERVAL_S = 0.02
+CLIENT_THREADS = 64
+WAIT_S = 10.0
+_CLK = os.sysconf("SC_CLK_TCK")
 
 
-def histogram(text: str) -> tuple[dict[float, float], float]:
-    """Cumulative bucket counts and the total count of the commit-latency histogram."""
-    buckets: dict[float, float] = {}
-    count = 0.0
-    for family in text_string_to_metric_families(text):
-        if family.name != "p2pledger_commit_latency_seconds":
-            continue
-        for sample in family.samples:
-            if sample.name.endswith("_bucket"):
-                buckets[float(sample.labels["le"])] = sample.value
-            elif sample.name.endswith("_count"):
-                count = sample.value
-    return buckets, count
+@dataclasses.dataclass
+class Outcome:
+    """What the load generator saw for one step."""
+
+    latencies: list[float] = dataclasses.field(default_factory=list)
+    committed_ids: list[bytes] = dataclasses.field(default_factory=list)
+    codes: Counter[str] = dataclasses.field(default_factory=Counter)
+    last_answer: float = 0.0
 
 
-def committed_total(text: str) -> float:
-    for family in text_string_to_metric_families(text):
-        if family.name == "p2pledger_transactions_committed":
-            return sum(s.value for s in family.samples if s.name.endswith("_total"))
-    return 0.0
+def sign(cluster: Cluster, count: int, tag: str) -> list[Transaction]:
+    """``count`` notary anchors from the cluster's users, signed now (untimed)."""
+    assert cluster.network is not None
+    chain_id = cluster.chain_id
+    base = cluster.nonce
+    cluster.nonce += count
+
+    def one(i: int) -> Transaction:
+        digest = hashlib.sha256(f"bench-{tag}-{i}".encode()).digest()
+        return Transaction.create(
+            cluster.users[i % len(cluster.users)],
+            chain_id=chain_id,
+            op="notary.anchor",
+            args={"digest": digest, "description": f"bench {tag} {i}"},
+            nonce=base + i + 1,
+            time_ms=GENESIS_TIME_MS + base + i + 1,
+        )
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        return list(pool.map(one, range(count), chunksize=256))
 
 
-def quantile(deltas: dict[float, float], total: float, q: float) -> float:
-    """The upper bound of the bucket holding quantile ``q`` (coarse but honest)."""
-    for bound in sorted(deltas):
-        if deltas[bound] >= q * total:
-            return bound
-    return float("inf")
-
-
-def offer(cluster: Cluster, txs: list[Transaction], rate: float) -> dict[str, int]:
-    """Submit ``txs`` open-loop at ``rate`` per second; count the answers. Each client
-    thread keeps one HTTP/1.1 connection per member, as a real client would."""
-    outcome = {"accepted": 0, "rejected": 0, "errors": 0}
+def offer(
+    cluster: Cluster, txs: list[Transaction], rate: float, *, single: bool = False
+) -> Outcome:
+    """Offer ``txs`` open-loop at ``rate`` per second; see the module docstring."""
+    out = Outcome()
     lock = threading.Lock()
-    start = time.monotonic() + 0.2
     names = cluster.names
     local = threading.local()
+    start = time.monotonic() + 0.2
+    due = [start + i / rate for i in range(len(txs))]
+    groups: list[list[int]] = []
+    if single:
+        groups = [[i] for i in range(len(txs))]
+    else:
+        k = 0
+        current: list[int] = []
+        for i, t in enumerate(due):
+            while t >= start + (k + 1) * BATCH_INTERVAL_S:
+                if current:
+                    groups.append(current)
+                    current = []
+                k += 1
+            current.append(i)
+        if current:
+            groups.append(current)
 
     def connection(name: str) -> http.client.HTTPConnection:
         conns = getattr(local, "conns", None)
@@ -75,75 +118,326 @@ def offer(cluster: Cluster, txs: list[Transaction], rate: float) -> dict[str, in
             conns = local.conns = {}
         if name not in conns:
             url = urllib.parse.urlsplit(cluster.apis[name])
-            conns[name] = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+            conns[name] = http.client.HTTPConnection(url.hostname, url.port, timeout=WAIT_S + 20)
         return conns[name]  # type: ignore[no-any-return]
 
-    def send(i: int) -> None:
-        delay = start + i / rate - time.monotonic()
+    def send(g: int) -> None:
+        group = groups[g]
+        send_at = due[group[-1]]  # the last one is due: every one of the group is
+        delay = send_at - time.monotonic()
         if delay > 0:
             time.sleep(delay)  # the schedule of an open-loop load, not a wait on state
-        name = names[i % len(names)]
-        body = json.dumps({"tx": txs[i].raw.hex()})
+        name = names[g % len(names)]
+        if single:
+            body = {"tx": txs[group[0]].raw.hex(), "wait": True, "timeout_s": WAIT_S}
+        else:
+            body = {"txs": [txs[i].raw.hex() for i in group], "wait": True, "timeout_s": WAIT_S}
         try:
             conn = connection(name)
-            conn.request("POST", "/v1/transactions", body, {"Content-Type": "application/json"})
+            conn.request(
+                "POST", "/v1/transactions", json.dumps(body), {"Content-Type": "application/json"}
+            )
             response = conn.getresponse()
-            response.read()
-            key = "accepted" if response.status == 202 else "rejected"
-        except OSError:
+            data = json.loads(response.read())
+            done = time.monotonic()
+        except (OSError, ValueError, http.client.HTTPException):
             local.conns.pop(name, None)
-            key = "errors"
+            with lock:
+                out.codes["error"] += len(group)
+            return
+        items = data["results"] if not single else [data]
         with lock:
-            outcome[key] += 1
+            out.last_answer = max(out.last_answer, done)
+            for i, item in zip(group, items, strict=True):
+                if item.get("status") == "committed":
+                    out.latencies.append(done - due[i])
+                    out.committed_ids.append(txs[i].id)
+                else:
+                    out.codes[item.get("error", {}).get("code", "error")] += 1
 
     with ThreadPoolExecutor(CLIENT_THREADS) as pool:
-        list(pool.map(send, range(len(txs))))
-    return outcome
+        list(pool.map(send, range(len(groups))))
+    return out
 
 
-def run_steps(rates: Iterable[int]) -> list[dict[str, Any]]:
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="p2pledger-bench-") as tmp:
-        cluster = Cluster(Path(tmp), n=3, limits=BlockLimits())
+def quantile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+def set_verify_threads(cluster: Cluster, threads: int) -> None:
+    for name in cluster.names:
+        path = cluster.root / name / "node.toml"
+        node = config.load_node(path)
+        limits = dataclasses.replace(node.limits, verify_threads=threads)
+        node = dataclasses.replace(node, limits=limits)
+        path.write_text(config.node_to_toml(node, relative_to=path.parent))
+
+
+def check_ledgers(cluster: Cluster, sent: set[bytes], acknowledged: set[bytes]) -> dict[str, Any]:
+    """After a graceful stop: every ledger the same, each acknowledged transaction
+    exactly once, nothing that was not sent."""
+    tips: dict[str, tuple[int, str]] = {}
+    problems: list[str] = []
+    counts: dict[str, int] = {}
+    for name in cluster.names:
+        with LedgerStore.open(cluster.root / name / "data", readonly=True) as store:
+            ids: list[bytes] = []
+            tip_hash = ""
+            height = 0
+            for block in store.blocks(1):
+                ids.extend(hashlib.sha256(raw).digest() for raw in block.txs)
+                tip_hash, height = block.hash.hex(), block.height
+        tips[name] = (height, tip_hash)
+        counts[name] = len(ids)
+        unique = set(ids)
+        if len(unique) != len(ids):
+            problems.append(f"{name}: {len(ids) - len(unique)} transactions committed twice")
+        if missing := acknowledged - unique:
+            problems.append(f"{name}: {len(missing)} acknowledged transactions missing")
+        if foreign := unique - sent:
+            problems.append(f"{name}: {len(foreign)} committed transactions nobody sent")
+    if len(set(tips.values())) != 1:
+        problems.append(f"tips differ: {tips}")
+    return {"ok": not problems, "problems": problems, "tips": tips, "committed": counts}
+
+
+class Profiler:
+    """py-spy on the leader for one step (raw collapsed stacks, summarised)."""
+
+    def __init__(self, pid: int, seconds: float, out: Path) -> None:
+        self.out = out
+        self.proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(int(seconds)),
+                "--rate",
+                "200",
+                "--format",
+                "raw",
+                "--threads",
+                "--gil",
+                "--nonblocking",
+                "--output",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def finish(self) -> dict[str, Any]:
         try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(timeout=10)
+        return summarize_profile(self.out)
+
+
+def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
+    """Share of samples (of the thread holding the GIL) by function, self and total."""
+    if not path.exists():
+        return {"error": "no profile recorded"}
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        frames = [f for f in stack.split(";") if f and not f.startswith("thread (")]
+        if not frames:
+            continue
+        samples += count
+        own[_short(frames[-1])] += count
+        for frame in {_short(f) for f in frames}:
+            total[frame] += count
+    share = lambda c: round(100 * c / max(samples, 1), 1)  # noqa: E731
+    return {
+        "samples": samples,
+        "self_percent": {k: share(v) for k, v in own.most_common(top)},
+        "total_percent": {k: share(v) for k, v in total.most_common(top)},
+    }
+
+
+def _short(frame: str) -> str:
+    # "function (path/to/file.py:123)" -> "function (file.py)"
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")").rsplit(":", 1)[0]
+    return f"{name} ({'/'.join(where.split('/')[-2:])})"
+
+
+def run_steps(
+    rates: Iterable[int],
+    *,
+    members: int = 3,
+    verify_threads: int = 0,
+    single: bool = False,
+    profile: Path | None = None,
+    overload_s: float = 0.0,
+    step_s: float = STEP_SECONDS,
+) -> dict[str, Any]:
+    """Every step's figures, the ledger check, and (with ``overload_s``) an overload
+    at twice the best sustainable rate."""
+    rates = list(rates)
+    rows: list[dict[str, Any]] = []
+    sent: set[bytes] = set()
+    acknowledged: set[bytes] = set()
+    result: dict[str, Any] = {"members": members, "verify_threads": verify_threads}
+    with tempfile.TemporaryDirectory(prefix="p2pledger-bench-") as tmp:
+        cluster = Cluster(Path(tmp), n=members, limits=BlockLimits())
+        try:
+            if verify_threads:
+                set_verify_threads(cluster, verify_threads)
             cluster.start_all()
-            cluster.leader()
-            for rate in rates:
-                count = int(rate * STEP_SECONDS)
-                txs = [cluster.tx(user=i % 3) for i in range(count)]
-                before = {n: cluster.api(n).metrics() for n in cluster.names}
+            leader = cluster.leader()
+            term0 = {n: cluster.api(n).status()["term"] for n in cluster.names}
+            for k, rate in enumerate(rates):
+                txs = sign(cluster, int(rate * step_s), f"{rate}-{k}")
+                sent.update(t.id for t in txs)
+                pids = {n: p.pid for n, p in cluster.procs.items()}
+                cpu0 = {n: cpu_seconds(p) for n, p in pids.items()}
+                profiler = None
+                if profile is not None and k == len(rates) - 1:
+                    profiler = Profiler(pids[leader], step_s, profile)
                 started = time.monotonic()
-                answers = offer(cluster, txs, rate)
-                # let what was accepted commit (bounded)
-                deadline = time.monotonic() + 15
-                target = committed_total(before["m0"]) + answers["accepted"]
-                while time.monotonic() < deadline:
-                    if committed_total(cluster.api("m0").metrics()) >= target:
-                        break
-                    time.sleep(0.1)  # polling with a deadline
-                elapsed = time.monotonic() - started
-                after = {n: cluster.api(n).metrics() for n in cluster.names}
-                deltas: dict[float, float] = {}
-                total = 0.0
-                for n in cluster.names:
-                    b0, c0 = histogram(before[n])
-                    b1, c1 = histogram(after[n])
-                    total += c1 - c0
-                    for bound, value in b1.items():
-                        deltas[bound] = deltas.get(bound, 0.0) + value - b0.get(bound, 0.0)
-                committed = committed_total(after["m0"]) - committed_total(before["m0"])
-                rows.append(
-                    {
-                        "offered_per_s": rate,
-                        "accepted": answers["accepted"],
-                        "rejected": answers["rejected"],
-                        "errors": answers["errors"],
-                        "committed": int(committed),
-                        "committed_per_s": committed / max(elapsed, STEP_SECONDS),
-                        "p50_s": quantile(deltas, total, 0.5) if total else None,
-                        "p99_s": quantile(deltas, total, 0.99) if total else None,
-                    }
-                )
+                outcome = offer(cluster, txs, rate, single=single)
+                elapsed = max(outcome.last_answer, started + step_s) - started
+                cpu = {n: (cpu_seconds(p) - cpu0[n]) / elapsed for n, p in pids.items()}
+                acknowledged.update(outcome.committed_ids)
+                lat = sorted(outcome.latencies)
+                row = {
+                    "offered_per_s": rate,
+                    "offered": len(txs),
+                    "committed": len(lat),
+                    "committed_per_s": len(lat) / elapsed,
+                    "p50_s": quantile(lat, 0.50),
+                    "p99_s": quantile(lat, 0.99),
+                    "max_s": lat[-1] if lat else None,
+                    "rejected": sum(v for c, v in outcome.codes.items() if c != "commit_timeout"),
+                    "timed_out": outcome.codes.get("commit_timeout", 0),
+                    "codes": dict(outcome.codes),
+                    "cpu_cores": cpu,
+                    "rss_mib": {n: memory_kib(p)["VmRSS"] / 1024 for n, p in pids.items()},
+                    "leader": leader,
+                }
+                if profiler is not None:
+                    result["profile"] = profiler.finish()
+                    result["profile"]["rate"] = rate
+                rows.append(row)
+                print(_row_line(row), flush=True)
+            best = best_row(rows)
+            if overload_s and best is not None:
+                result["overload"] = overload(cluster, 2 * best["offered_per_s"], overload_s)
+                sent.update(result["overload"].pop("sent"))
+                acknowledged.update(result["overload"].pop("acknowledged"))
+            term1 = {n: cluster.api(n).status()["term"] for n in cluster.names}
+            result["terms"] = {"before": term0, "after": term1, "same": term0 == term1}
+            result["peak_rss_mib"] = {
+                n: memory_kib(p.pid)["VmHWM"] / 1024 for n, p in cluster.procs.items()
+            }
+            # let the members agree on one tip, then stop them gracefully
+            wait_until(
+                lambda: len({cluster.height(n) for n in cluster.names}) == 1,
+                "every member at the same height",
+            )
+            for name in cluster.names:
+                cluster.signal(name, signal.SIGTERM)
+            result["check"] = check_ledgers(cluster, sent, acknowledged)
         finally:
             cluster.close()
-    return rows
+    result["steps"] = rows
+    return result
+
+
+def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The highest rate sustained: p99 under 1 s, at least 99% of the offered load
+    committed, and committed as fast as it was offered (within 5%)."""
+    ok = [
+        r
+        for r in rows
+        if r["p99_s"] is not None
+        and r["p99_s"] < 1.0
+        and r["committed"] >= 0.99 * r["offered"]
+        and r["committed_per_s"] >= 0.95 * r["offered_per_s"]
+    ]
+    return max(ok, key=lambda r: r["offered_per_s"]) if ok else None
+
+
+def overload(cluster: Cluster, rate: float, seconds: float) -> dict[str, Any]:
+    """Offer ``rate`` (twice what is sustainable) for ``seconds``: the term must not
+    move, 503s must appear instead of growth, and RSS must stay bounded."""
+    pids = {n: p.pid for n, p in cluster.procs.items()}
+    term0 = {n: cluster.api(n).status()["term"] for n in cluster.names}
+    samples: dict[str, list[float]] = {n: [] for n in pids}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            for n, p in pids.items():
+                samples[n].append(memory_kib(p)["VmRSS"] / 1024)
+            stop.wait(1.0)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    sent: set[bytes] = set()
+    acknowledged: set[bytes] = set()
+    codes: Counter[str] = Counter()
+    committed = 0
+    started = time.monotonic()
+    chunk_s = 10.0
+    while time.monotonic() - started < seconds:
+        txs = sign(cluster, int(rate * chunk_s), f"overload-{time.monotonic_ns()}")
+        sent.update(t.id for t in txs)
+        outcome = offer(cluster, txs, rate)
+        acknowledged.update(outcome.committed_ids)
+        codes.update(outcome.codes)
+        committed += len(outcome.latencies)
+    elapsed = time.monotonic() - started
+    stop.set()
+    sampler.join()
+    term1 = {n: cluster.api(n).status()["term"] for n in cluster.names}
+    return {
+        "offered_per_s": rate,
+        "seconds": elapsed,
+        "committed": committed,
+        "codes": dict(codes),
+        "term_same": term0 == term1,
+        "terms": {"before": term0, "after": term1},
+        "rss_mib_max": {n: max(v) for n, v in samples.items() if v},
+        "rss_mib_last": {n: v[-1] for n, v in samples.items() if v},
+        "sent": sent,
+        "acknowledged": acknowledged,
+    }
+
+
+def _row_line(r: dict[str, Any]) -> str:
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{1000 * v:.0f}ms"
+
+    return (
+        f"  offered {r['offered_per_s']}/s: committed {r['committed_per_s']:.0f}/s "
+        f"p50 {ms(r['p50_s'])} p99 {ms(r['p99_s'])} max {ms(r['max_s'])} "
+        f"rejected {r['rejected']} timed out {r['timed_out']} "
+        f"cpu {' '.join(f'{c:.2f}' for c in r['cpu_cores'].values())}"
+    )

@@ -1104,3 +1104,14 @@ def test_dial_entries_must_name_other_members() -> None:
     reasons = {p.key: p.reason for p in info.value.problems}
     assert "does not dial itself" in reasons["dial.m0"]
     assert '"m9" is not a member' in reasons["dial.m9"]
+
+
+def test_verify_threads_is_read_and_zero_means_one_per_core() -> None:
+    doc = node_doc() | {"limits": {"verify_threads": 2}}
+    node = parse_node(tomli_w.dumps(doc), source=NODE_SRC, base_dir=BASE)
+    assert node.limits.verify_threads == 2
+    assert parse_node(tomli_w.dumps(node_doc()), source=NODE_SRC, base_dir=BASE).limits == (
+        NodeLimits(verify_threads=0)
+    )
+    problem = only_problem(node_doc() | {"limits": {"verify_threads": -1}}, node=True)
+    assert problem.key == "limits.verify_threads"

@@ -14,6 +14,10 @@ Endpoints (bytes as lowercase hex):
   that is already pending or committed waits for it (or answers at once) instead of
   refusing it, so a client can retry after a timeout. Mempool full: 503 with
   ``Retry-After``. Entry refusals: the service's reason code as the error code.
+  ``{"txs": [hex, ...], "wait", "timeout_s"}`` submits up to 1000 at once (every
+  check per transaction): 202 (200 with ``wait``) ``{"results": [...]}``, one answer
+  per transaction in order, either what the one-transaction form gives or
+  ``{"id", "http_status", "error"}``; ``Retry-After`` when any found the mempool full.
 - ``GET /v1/transactions/{id}``: status; once committed, block, verdict and receipt.
 - ``GET /v1/blocks/{height}``, ``/v1/blocks/latest`` (``?txs=true`` adds the bytes).
 - ``GET /v1/funds/{fund}/accounts/{account}``: balance and lots with provenance.
@@ -57,6 +61,7 @@ from p2pledger.errors import NotFound
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT_S",
+    "DEFAULT_MAX_BATCH_TXS",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_WAIT_S",
     "DEFAULT_WAIT_S",
@@ -68,6 +73,7 @@ DEFAULT_MAX_BODY_BYTES: Final = 1 << 20
 DEFAULT_WAIT_S: Final = 10.0
 DEFAULT_MAX_WAIT_S: Final = 60.0
 DEFAULT_BODY_TIMEOUT_S: Final = 30.0
+DEFAULT_MAX_BATCH_TXS: Final = 1000
 
 #: Entry refusals that, with ``wait``, mean "already on its way": wait for it instead.
 _RESUMABLE: Final = frozenset({"already_pending", "already_committed"})
@@ -85,10 +91,11 @@ class ApiLimits:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_wait_s: float = DEFAULT_MAX_WAIT_S
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    max_batch_txs: int = DEFAULT_MAX_BATCH_TXS
 
     def __post_init__(self) -> None:
-        if self.max_body_bytes < 1:
-            raise ValueError("max_body_bytes must be positive")
+        if self.max_body_bytes < 1 or self.max_batch_txs < 1:
+            raise ValueError("max_body_bytes and max_batch_txs must be positive")
         if not (self.max_wait_s > 0 and self.body_timeout_s > 0):
             raise ValueError("max_wait_s and body_timeout_s must be positive")
 
@@ -104,11 +111,15 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_wait_s: float = DEFAULT_MAX_WAIT_S,
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+    max_batch_txs: int = DEFAULT_MAX_BATCH_TXS,
 ) -> ASGIApp:
     """The API over ``service``; its counters are registered on ``registry``, and
     ``GET /metrics`` exposes the whole of ``registry``."""
     limits = ApiLimits(
-        max_body_bytes=max_body_bytes, max_wait_s=max_wait_s, body_timeout_s=body_timeout_s
+        max_body_bytes=max_body_bytes,
+        max_wait_s=max_wait_s,
+        body_timeout_s=body_timeout_s,
+        max_batch_txs=max_batch_txs,
     )
     metrics = ApiMetrics(registry)
     h = _Handlers(service, registry, metrics, limits)
@@ -161,6 +172,8 @@ class _Handlers:
             max_bytes=self._limits.max_body_bytes,
             timeout_s=self._limits.body_timeout_s,
         )
+        if "txs" in body:
+            return await self._submit_batch(body)
         inputs.require_fields(body, required=("tx",), optional=("wait", "timeout_s"))
         raw = inputs.hex_value(body["tx"], "tx")
         wait = inputs.optional_bool(body, "wait", False)
@@ -181,6 +194,77 @@ class _Handlers:
             extra={"id": tx_id.hex()},
         )
 
+    async def _submit_batch(self, body: inputs.JsonObject) -> Response:
+        """``{"txs": [hex, ...]}``: each transaction gets its own answer, in order, in
+        ``results``: what the one-transaction form would answer, as ``{"id", "status",
+        ...}`` or ``{"id", "http_status", "error"}``. The request itself is 202 (200
+        with ``wait``); it fails as a whole only for what is wrong with the request."""
+        inputs.require_fields(body, required=("txs",), optional=("wait", "timeout_s"))
+        items = body["txs"]
+        if not isinstance(items, list) or not items:
+            raise inputs.bad_request("'txs' must be a non-empty list of hex strings")
+        if len(items) > self._limits.max_batch_txs:
+            raise RequestRefused(
+                413,
+                "batch_too_large",
+                f"{len(items)} transactions in one request; at most {self._limits.max_batch_txs}",
+            )
+        raws = [inputs.hex_value(v, f"txs[{i}]") for i, v in enumerate(items)]
+        wait = inputs.optional_bool(body, "wait", False)
+        timeout_s = inputs.optional_number(
+            body, "timeout_s", self._limits.default_wait_s, low=0.0, high=self._limits.max_wait_s
+        )
+        try:
+            outcomes = await self._service.submit_many(raws)
+        except Unavailable as exc:  # the member takes nothing now (shutting down, not a member)
+            raise _unavailable(exc) from exc
+        answers: list[dict[str, Any] | None] = []
+        accepted: dict[int, bytes] = {}
+        retry_after: int | None = None
+        for i, (raw, outcome) in enumerate(zip(raws, outcomes, strict=True)):
+            if isinstance(outcome, bytes):
+                accepted[i] = outcome
+                answers.append(None)
+                continue
+            if isinstance(outcome, TxRejected) and wait and outcome.reason in _RESUMABLE:
+                accepted[i] = sha256(raw)
+                answers.append(None)
+                continue
+            refused = (
+                RequestRefused(rejection_status(outcome.reason), outcome.reason, outcome.message)
+                if isinstance(outcome, TxRejected)
+                else _unavailable(outcome)
+            )
+            if "Retry-After" in refused.headers:
+                retry_after = max(retry_after or 0, int(refused.headers["Retry-After"]))
+            self._metrics.rejection(refused.code)
+            answers.append(_item_error(sha256(raw), refused))
+        if wait and accepted:
+            with trio.move_on_after(timeout_s):
+                async with trio.open_nursery() as nursery:
+                    for tx_id in accepted.values():
+                        nursery.start_soon(self._service.wait_committed, tx_id)
+        statuses = (
+            await self._service.tx_statuses(list(accepted.values())) if wait and accepted else []
+        )
+        for n, (i, tx_id) in enumerate(accepted.items()):
+            if not wait:
+                answers[i] = {"id": tx_id.hex(), "status": TxState.PENDING.value}
+            elif statuses[n].state is TxState.COMMITTED:
+                answers[i] = tx_status_json(statuses[n])
+            else:
+                answers[i] = _item_error(
+                    tx_id,
+                    RequestRefused(
+                        504,
+                        "commit_timeout",
+                        f"transaction {tx_id.hex()} was accepted but not committed within "
+                        f"{timeout_s:g} s; it may still commit",
+                    ),
+                )
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return JSONResponse({"results": answers}, 200 if wait else 202, headers=headers)
+
     async def _admit(self, raw: bytes, *, resume: bool) -> bytes:
         try:
             return await self._service.submit(raw)
@@ -189,14 +273,7 @@ class _Handlers:
                 return sha256(raw)  # the id of a transaction is the hash of its bytes
             raise RequestRefused(rejection_status(exc.reason), exc.reason, exc.message) from exc
         except Unavailable as exc:
-            seconds = max(0, math.ceil(exc.retry_after_s))
-            raise RequestRefused(
-                503,
-                exc.code,
-                f"{exc.message}; retry after {seconds} s",
-                headers={"Retry-After": str(seconds)},
-                extra={"retry_after_s": seconds},
-            ) from exc
+            raise _unavailable(exc) from exc
 
     async def transaction(self, request: Request) -> Response:
         inputs.check_query(request)
@@ -281,6 +358,24 @@ class _Handlers:
         return Response(
             generate_latest(self._registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
+
+
+def _unavailable(exc: Unavailable) -> RequestRefused:
+    """503 with Retry-After, with the code that says why (a full mempool, shutting down,
+    not a member)."""
+    seconds = max(0, math.ceil(exc.retry_after_s))
+    return RequestRefused(
+        503,
+        exc.code,
+        f"{exc.message}; retry after {seconds} s",
+        headers={"Retry-After": str(seconds)},
+        extra={"retry_after_s": seconds},
+    )
+
+
+def _item_error(tx_id: bytes, refused: RequestRefused) -> dict[str, Any]:
+    """One transaction's refusal inside a batch answer."""
+    return {"id": tx_id.hex(), "http_status": refused.status, **refused.body()}
 
 
 def _endpoint(handler: Handler) -> Handler:

@@ -24,9 +24,11 @@ memory and must not block.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from p2pledger.api.errors import MempoolFull, TxRejected
 from p2pledger.chain import Block, TxResult
 from p2pledger.membership import Network
 from p2pledger.state import AnchorRecord, ConfigRecord, Lot
@@ -125,6 +127,16 @@ class LedgerService(Protocol):
         Raises ``TxRejected`` (entry checks, see the module docstring) or
         ``MempoolFull`` (try again after ``retry_after_s``).
         """
+        ...
+
+    async def submit_many(self, raws: Sequence[bytes]) -> list[bytes | TxRejected | MempoolFull]:
+        """``submit`` for each of ``raws``, in order: its id, or why it was refused.
+        Raises ``Unavailable`` only when the member takes nothing at all (shutting down,
+        not a member)."""
+        ...
+
+    async def tx_statuses(self, tx_ids: Sequence[bytes]) -> list[TxStatus]:
+        """``tx_status`` for each of ``tx_ids``, in order (one read of the store)."""
         ...
 
     async def wait_committed(self, tx_id: bytes) -> TxStatus:

@@ -77,6 +77,8 @@ class NodeLimits:
     peer_queue_max_messages: int = 10_000
     peer_queue_max_bytes: int = 32 * 1024 * 1024
     handshake_timeout_s: float = 5.0
+    #: Threads that verify transactions' signatures (0: one per core).
+    verify_threads: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,6 +123,7 @@ _DEFAULT_KEY_FILE: Final = "node.key"
 _DEFAULT_DATA_DIR: Final = "data"
 _GENERATED: Final = "<node_to_toml>"
 _TIMEOUT: Final = "handshake_timeout_s"
+_THREADS: Final = "verify_threads"
 _E = TypeVar("_E", bound=enum.StrEnum)
 _NAME: Final = re.compile(NAME_PATTERN)
 _HEADER: Final = (
@@ -334,7 +337,11 @@ def _read_limits(t: Table | None) -> NodeLimits | None:
     if t is None:
         return None
     d = NodeLimits()
-    ints = {k: t.integer(k, default=getattr(d, k)) for k in _LIMIT_KEYS if k != _TIMEOUT}
+    ints = {
+        k: t.integer(k, default=getattr(d, k), minimum=0 if k == _THREADS else 1)
+        for k in _LIMIT_KEYS
+        if k != _TIMEOUT
+    }
     timeout = t.number(_TIMEOUT, default=d.handshake_timeout_s)
     values = {k: v for k, v in ints.items() if v is not None}
     if timeout is None or len(values) != len(ints):

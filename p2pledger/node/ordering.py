@@ -62,7 +62,11 @@ class Ordering:
         catch_up: Callable[[SnapshotMeta], None],
         tick_seconds: float,
         keep_entries: int = 2048,
+        limiter: trio.CapacityLimiter | None = None,
     ) -> None:
+        """``limiter`` bounds the worker threads that persist (default: trio's shared
+        one); the node gives its ordering path its own, so that client reads in
+        worker threads never delay a write that Raft waits on."""
         self._raw = raw
         self._log = log
         self._send = send
@@ -70,6 +74,7 @@ class Ordering:
         self._catch_up = catch_up
         self._tick_seconds = tick_seconds
         self._keep = keep_entries
+        self._limiter = limiter
         self._in, self._out = trio.open_memory_channel[tuple[str, Any]](4096)
         self._changed = trio.Event()
         self._leader_changes = 0
@@ -213,7 +218,7 @@ class Ordering:
         while raw.has_ready():
             rd = raw.ready()
             if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
-                await trio.to_thread.run_sync(self._persist, rd)
+                await trio.to_thread.run_sync(self._persist, rd, limiter=self._limiter)
             for message in rd.messages:
                 self._send(message)
             if rd.committed_entries:
@@ -238,4 +243,4 @@ class Ordering:
         applied = self._raw.applied
         if applied - self._log.first_index() > 2 * self._keep:
             upto = applied - self._keep
-            await trio.to_thread.run_sync(self._log.compact, upto)
+            await trio.to_thread.run_sync(self._log.compact, upto, limiter=self._limiter)

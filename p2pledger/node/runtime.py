@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -36,11 +37,10 @@ from typing import Any
 import structlog
 import trio
 
-from p2pledger.api.admission import check_entry
 from p2pledger.api.app import create_app
 from p2pledger.api.errors import TxRejected, Unavailable
 from p2pledger.api.server import serve_api
-from p2pledger.chain import Block, Transaction, chain_id_of
+from p2pledger.chain import Block, Transaction, TxResult, chain_id_of
 from p2pledger.config import NodeConfig, load_network, load_node, parse_address
 from p2pledger.crypto import SigningKey, load_signing_key
 from p2pledger.errors import (
@@ -76,6 +76,7 @@ from p2pledger.node.reconfig import (
     standing_of,
 )
 from p2pledger.node.service import NodeService
+from p2pledger.node.verify import Verifier, default_verify_threads
 from p2pledger.raft import (
     BadMessage,
     ConfChange,
@@ -165,6 +166,10 @@ class Node:
             max_transactions=limits.mempool_max_txs, max_bytes=limits.mempool_max_bytes
         )
         self.seen = SeenCache(4 * limits.mempool_max_txs)
+        self.verifier = Verifier(
+            threads=limits.verify_threads or default_verify_threads(),
+            cache_size=4 * limits.mempool_max_txs,
+        )
         self._recently_committed = SeenCache(4 * limits.mempool_max_txs)
         self.ledger: Ledger | None = None
         self.ordering: Ordering | None = None
@@ -173,6 +178,13 @@ class Node:
         self.api_address: tuple[str, int] | None = None
         self.transport_port: int | None = None
         self._ledger_lock = trio.Lock()
+        #: Worker threads of the ordering path (Raft's writes, building and applying
+        #: blocks), apart from trio's shared ones that client reads use.
+        self._core_threads = trio.CapacityLimiter(2)
+        #: Where recently committed transactions are, with their verdicts, so that
+        #: answering a client that waited for one reads no block from the store.
+        self.recent_results: OrderedDict[bytes, tuple[int, int, TxResult]] = OrderedDict()
+        self._recent_max = 2 * limits.mempool_max_txs
         self._wake = trio.Event()
         self._waiters: dict[bytes, list[trio.Event]] = {}
         self._accepted_at: dict[bytes, float] = {}
@@ -320,6 +332,7 @@ class Node:
             catch_up=self._start_catch_up,
             tick_seconds=self.settings.tick_seconds,
             keep_entries=self.settings.raft_keep_entries,
+            limiter=self._core_threads,
         )
         self.gossip = gossip = Gossip(
             peers,
@@ -443,6 +456,15 @@ class Node:
 
     async def submit(self, raw: bytes) -> bytes:
         """Entry checks, then the mempool, then gossip; return the transaction id."""
+        (result,) = await self.submit_many([raw])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def submit_many(self, raws: Sequence[bytes]) -> list[bytes | P2PLedgerError]:
+        """``submit`` for each of ``raws``, in order: its id, or what refused it
+        (``TxRejected``, ``MempoolFull``). The entry checks run in the verification
+        threads, with one LMDB read per chunk for the already committed ones."""
         if not self._accepting:
             raise Unavailable(
                 5.0, "shutting_down", "this member is shutting down; submit to another member"
@@ -451,21 +473,44 @@ class Node:
             raise Unavailable(
                 5.0, "not_a_member", f"this daemon is {self.standing.problem}; submit to a member"
             )
-        tx = check_entry(
-            raw,
+        assert self.ledger is not None
+        checked, committed = await self.verifier.check(
+            raws,
             chain_id=self.chain_id,
             network=self.network,
             max_tx_bytes=self.config.limits.max_tx_bytes,
+            committed=self.ledger.store.committed_ids,
         )
-        if tx.id in self.mempool:
-            raise TxRejected("already_pending", f"transaction {tx.id.hex()} is already pending")
-        assert self.ledger is not None
-        if await trio.to_thread.run_sync(self.ledger.store.tx_location, tx.id) is not None:
-            raise TxRejected("already_committed", f"transaction {tx.id.hex()} is already committed")
-        self._admit(tx)
-        self.metrics.received.labels("api").inc()
-        self._accepted_at[tx.id] = trio.current_time()
-        return tx.id
+        out: list[bytes | P2PLedgerError] = []
+        now = trio.current_time()
+        admitted = 0
+        for tx in checked:
+            if isinstance(tx, TxRejected):
+                out.append(tx)
+            elif tx.id in self.mempool:
+                out.append(
+                    TxRejected("already_pending", f"transaction {tx.id.hex()} is already pending")
+                )
+            elif tx.id in committed or tx.id in self._recently_committed:
+                out.append(
+                    TxRejected(
+                        "already_committed", f"transaction {tx.id.hex()} is already committed"
+                    )
+                )
+            else:
+                try:
+                    self._admit(tx)
+                except MempoolFull as exc:
+                    out.append(exc)
+                    continue
+                admitted += 1
+                self._accepted_at[tx.id] = now
+                out.append(tx.id)
+        if admitted:
+            self.metrics.received.labels("api").inc(admitted)
+            self._update_mempool_metrics()
+            self._wake.set()
+        return out
 
     def _admit(self, tx: Transaction) -> None:
         if not self.mempool:
@@ -474,8 +519,6 @@ class Node:
         self.seen.add(tx.id)
         assert self.gossip is not None
         self.gossip.push(tx.raw)
-        self._update_mempool_metrics()
-        self._wake.set()
 
     async def _on_gossip(self, delivery: Delivery) -> None:
         body = delivery.message.body
@@ -490,11 +533,20 @@ class Node:
         ]
         if not fresh:
             return
-        accepted, rejected = await trio.to_thread.run_sync(self._check_gossip, fresh)
-        for reason in rejected:
-            self.metrics.rejected.labels(reason).inc()
-        for tx in accepted:
-            if tx.id in self.mempool or tx.id in self._recently_committed:
+        assert self.ledger is not None
+        checked, committed = await self.verifier.check(
+            fresh,
+            chain_id=self.chain_id,
+            network=self.network,
+            max_tx_bytes=self.config.limits.max_tx_bytes,
+            committed=self.ledger.store.committed_ids,
+            former_signers=self._former_signers,
+        )
+        for tx in checked:
+            if isinstance(tx, TxRejected):
+                self.metrics.rejected.labels(tx.reason).inc()
+                continue
+            if tx.id in committed or tx.id in self.mempool or tx.id in self._recently_committed:
                 continue  # (it may have committed while we checked it)
             try:
                 if not self.mempool:
@@ -506,26 +558,6 @@ class Node:
             self.metrics.received.labels("gossip").inc()
         self._update_mempool_metrics()
         self._wake.set()
-
-    def _check_gossip(self, raws: list[bytes]) -> tuple[list[Transaction], list[str]]:
-        assert self.ledger is not None
-        ok: list[Transaction] = []
-        rejected: list[str] = []
-        for raw in raws:
-            try:
-                tx = check_entry(
-                    raw,
-                    chain_id=self.chain_id,
-                    network=self.network,
-                    max_tx_bytes=self.config.limits.max_tx_bytes,
-                    former_signers=self._former_signers,
-                )
-            except TxRejected as exc:
-                rejected.append(exc.reason)
-                continue
-            if self.ledger.store.tx_location(tx.id) is None:
-                ok.append(tx)
-        return ok, rejected
 
     def _update_mempool_metrics(self) -> None:
         stats = self.mempool.statistics()
@@ -586,7 +618,9 @@ class Node:
                 return
             term = self.ordering.statistics().term
             before = self.ledger.network
-            block, after, stale = await trio.to_thread.run_sync(self._build, txs, term)
+            block, after, stale = await trio.to_thread.run_sync(
+                self._build, txs, term, limiter=self._core_threads
+            )
         if stale:
             self.mempool.remove(stale)
             self._update_mempool_metrics()
@@ -631,7 +665,7 @@ class Node:
         it puts in force if it changes it."""
         assert self.ledger is not None
         store = self.ledger.store
-        stale = [t.id for t in txs if store.tx_location(t.id) is not None]
+        stale = list(store.committed_ids(t.id for t in txs))
         if stale:
             gone = set(stale)
             txs = [t for t in txs if t.id not in gone]
@@ -659,13 +693,15 @@ class Node:
                 blocks.append((e.index, change.context, change))
         if not blocks:
             return
-        verified = frozenset(self.mempool.ids())
+        verified = self.verifier.verified
         async with self._ledger_lock:
-            committed = await trio.to_thread.run_sync(self._apply_sync, blocks, verified)
+            committed = await trio.to_thread.run_sync(
+                self._apply_sync, blocks, verified, limiter=self._core_threads
+            )
         self._after_commit(committed)
 
     def _apply_sync(
-        self, blocks: list[tuple[int, bytes, ConfChange | None]], verified: frozenset[bytes]
+        self, blocks: list[tuple[int, bytes, ConfChange | None]], verified: Container[bytes]
     ) -> list[tuple[int, Block]]:
         assert self.ledger is not None
         done: list[tuple[int, Block]] = []
@@ -684,7 +720,7 @@ class Node:
         self,
         block: Block,
         raft_index: int,
-        verified: frozenset[bytes],
+        verified: Container[bytes],
         *,
         carried: ConfChange | None = None,
         check_conf: bool = False,
@@ -749,8 +785,10 @@ class Node:
         for block in blocks:
             ids = [hashlib.sha256(raw).digest() for raw in block.txs]
             self.mempool.remove(ids)
-            for tx_id, result in zip(ids, block.results, strict=True):
+            recent = self.recent_results
+            for index, (tx_id, result) in enumerate(zip(ids, block.results, strict=True)):
                 self._recently_committed.add(tx_id)
+                recent[tx_id] = (block.height, index, result)
                 self.metrics.committed.labels("valid" if result.valid else "invalid").inc()
                 started = self._accepted_at.pop(tx_id, None)
                 if started is not None:
@@ -758,6 +796,8 @@ class Node:
                 for event in self._waiters.pop(tx_id, ()):
                     event.set()
             self.metrics.blocks.inc()
+        while len(self.recent_results) > self._recent_max:
+            self.recent_results.popitem(last=False)
         if blocks:
             self.metrics.height.set(blocks[-1].height)
             self._log.debug("blocks.committed", height=blocks[-1].height, count=len(blocks))
@@ -903,10 +943,17 @@ class Node:
     async def wait_committed(self, tx_id: bytes) -> None:
         """Return once ``tx_id`` is committed on this member (the caller bounds it)."""
         assert self.ledger is not None
+        if tx_id in self._recently_committed:
+            return
         event = trio.Event()
         self._waiters.setdefault(tx_id, []).append(event)
         try:
-            if await trio.to_thread.run_sync(self.ledger.store.tx_location, tx_id) is not None:
+            # A pending transaction is not committed (it leaves the mempool when it
+            # commits, and its waiters are woken then): no need to ask the store.
+            if (
+                tx_id not in self.mempool
+                and await trio.to_thread.run_sync(self.ledger.store.tx_location, tx_id) is not None
+            ):
                 return
             await event.wait()
         finally:
@@ -977,7 +1024,9 @@ class Node:
                 raise BadMessage("sync.blocks holds [raft_index, block] pairs")
             parsed.append((item[0], Block.decode(item[1])))
         async with self._ledger_lock:
-            committed = await trio.to_thread.run_sync(self._apply_synced, parsed)
+            committed = await trio.to_thread.run_sync(
+                self._apply_synced, parsed, limiter=self._core_threads
+            )
         self._after_commit(committed)
         self._log.info(
             "catchup.progress", peer=peer, height=self.ledger.tip.height if self.ledger else 0

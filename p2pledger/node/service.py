@@ -6,11 +6,13 @@ what the node holds in memory.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from p2pledger.api.errors import MempoolFull as ApiMempoolFull
+from p2pledger.api.errors import TxRejected
 from p2pledger.api.service import NodeStatus, PeerStatus, TxStatus
 from p2pledger.chain import Block
 from p2pledger.chain.receipt import make_receipt
@@ -48,29 +50,62 @@ class NodeService:
         except MempoolFull as exc:
             raise ApiMempoolFull(exc.retry_after_s) from exc
 
+    async def submit_many(self, raws: Sequence[bytes]) -> list[bytes | TxRejected | ApiMempoolFull]:
+        out: list[bytes | TxRejected | ApiMempoolFull] = []
+        for outcome in await self._node.submit_many(raws):
+            if isinstance(outcome, MempoolFull):
+                out.append(ApiMempoolFull(outcome.retry_after_s))
+            else:
+                assert isinstance(outcome, bytes | TxRejected)
+                out.append(outcome)
+        return out
+
     async def wait_committed(self, tx_id: bytes) -> TxStatus:
         await self._node.wait_committed(tx_id)
         return await self.tx_status(tx_id)
 
     async def tx_status(self, tx_id: bytes) -> TxStatus:
+        (status,) = await self.tx_statuses([tx_id])
+        return status
+
+    async def tx_statuses(self, tx_ids: Sequence[bytes]) -> list[TxStatus]:
         store = self._ledger.store
+        recent = self._node.recent_results
+        if all(t in recent for t in tx_ids):  # (the usual answer to a client's wait)
+            return [
+                TxStatus.committed(t, height=h, index=i, result=r)
+                for t in tx_ids
+                for h, i, r in (recent[t],)
+            ]
 
-        def read() -> TxStatus | None:
-            where = store.tx_location(tx_id)
-            if where is None:
-                return None
-            height, index = where
-            block = store.block(height)
-            return TxStatus.committed(
-                tx_id, height=height, index=index, result=block.results[index]
-            )
+        def read() -> list[TxStatus | None]:
+            out: list[TxStatus | None] = []
+            blocks: dict[int, Block] = {}
+            for tx_id in tx_ids:
+                where = store.tx_location(tx_id)
+                if where is None:
+                    out.append(None)
+                    continue
+                height, index = where
+                if height not in blocks:
+                    blocks[height] = store.block(height)
+                out.append(
+                    TxStatus.committed(
+                        tx_id, height=height, index=index, result=blocks[height].results[index]
+                    )
+                )
+            return out
 
-        status = await trio.to_thread.run_sync(read)
-        if status is not None:
-            return status
-        if tx_id in self._node.mempool:
-            return TxStatus.pending(tx_id)
-        return TxStatus.unknown(tx_id)
+        found = await trio.to_thread.run_sync(read)
+        mempool = self._node.mempool
+        return [
+            status
+            if status is not None
+            else TxStatus.pending(tx_id)
+            if tx_id in mempool
+            else TxStatus.unknown(tx_id)
+            for tx_id, status in zip(tx_ids, found, strict=True)
+        ]
 
     async def block(self, height: int | None) -> Block:
         store = self._ledger.store

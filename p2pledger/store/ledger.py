@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -333,6 +333,13 @@ class LedgerStore:
             return None
         data = self._env.read(lambda txn: txn.get(_TXS, tx_id))
         return None if data is None else _read_location(data)
+
+    def committed_ids(self, tx_ids: Iterable[bytes]) -> set[bytes]:
+        """Those of ``tx_ids`` that are committed, looked up in one read transaction."""
+        wanted = [t for t in tx_ids if _usable_key(t)]
+        if not wanted:
+            return set()
+        return self._env.read(lambda txn: {t for t in wanted if txn.get(_TXS, t) is not None})
 
     def blocks(self, start: int, stop: int | None = None) -> Iterator[Block]:
         """The blocks at heights ``start`` up to ``stop`` (excluded; None: the tip).

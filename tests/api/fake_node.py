@@ -9,6 +9,7 @@ deterministic.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,18 @@ class FakeNode:
         if self.commit_on_submit:
             self.commit_pending()
         return tx.id
+
+    async def submit_many(self, raws: Sequence[bytes]) -> list[bytes | TxRejected | MempoolFull]:
+        out: list[bytes | TxRejected | MempoolFull] = []
+        for raw in raws:
+            try:
+                out.append(await self.submit(raw))
+            except (TxRejected, MempoolFull) as exc:
+                out.append(exc)
+        return out
+
+    async def tx_statuses(self, tx_ids: Sequence[bytes]) -> list[TxStatus]:
+        return [await self.tx_status(t) for t in tx_ids]
 
     async def wait_committed(self, tx_id: bytes) -> TxStatus:
         self.waiting += 1

@@ -1,0 +1,89 @@
+"""The verification pool: entry checks in worker threads, in order, and the cache of
+verified ids that block validation skips."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from p2pledger import codec
+from p2pledger.api import TxRejected
+from p2pledger.chain import Transaction
+from p2pledger.config import NodeLimits
+from p2pledger.node.verify import Verifier, default_verify_threads
+from tests.factory import TestNetwork
+
+
+def forged(tx: Transaction) -> bytes:
+    return codec.encode({"body": tx.body, "sig": bytes(64)})
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+async def test_results_keep_their_order_and_verified_ids_are_remembered(threads: int) -> None:
+    net = TestNetwork(n=3)
+    txs = [net.tx(n, user=n % 3) for n in range(1, 101)]
+    raws = [t.raw for t in txs]
+    raws[7] = forged(txs[7])
+    verifier = Verifier(threads=threads, cache_size=1000)
+    seen: list[list[bytes]] = []
+
+    def committed(ids: list[bytes]) -> set[bytes]:
+        seen.append(ids)
+        return {txs[3].id} & set(ids)
+
+    checked, done = await verifier.check(
+        raws,
+        chain_id=net.chain_id,
+        network=net.network,
+        max_tx_bytes=65536,
+        committed=committed,
+    )
+    assert isinstance(checked[7], TxRejected) and checked[7].reason == "bad_signature"
+    assert [c.id for c in checked if isinstance(c, Transaction)] == [
+        t.id for i, t in enumerate(txs) if i != 7
+    ]
+    assert done == {txs[3].id}
+    assert sum(len(ids) for ids in seen) == 99  # one store lookup per chunk, all checked ids
+    assert txs[0].id in verifier and txs[99].id in verifier and txs[7].id not in verifier
+    assert txs[0].id in verifier.verified
+
+
+async def test_the_cache_is_bounded() -> None:
+    net = TestNetwork(n=3)
+    txs = [net.tx(n) for n in range(1, 21)]
+    verifier = Verifier(threads=2, cache_size=5)
+    await verifier.check(
+        [t.raw for t in txs], chain_id=net.chain_id, network=net.network, max_tx_bytes=65536
+    )
+    assert [t.id in verifier for t in txs].count(True) == 5
+    assert txs[-1].id in verifier and txs[0].id not in verifier
+
+
+async def test_no_more_threads_verify_at_once_than_configured() -> None:
+    net = TestNetwork(n=3)
+    txs = [net.tx(n) for n in range(1, 201)]
+    verifier = Verifier(threads=2, cache_size=1000)
+    peak = 0
+    original = trio.to_thread.run_sync
+
+    async def counting(*args: object, limiter: trio.CapacityLimiter, **kw: object) -> object:
+        nonlocal peak
+        result = await original(*args, limiter=limiter, **kw)  # type: ignore[arg-type]
+        peak = max(peak, limiter.total_tokens)
+        return result
+
+    trio.to_thread.run_sync = counting  # type: ignore[assignment]
+    try:
+        await verifier.check(
+            [t.raw for t in txs], chain_id=net.chain_id, network=net.network, max_tx_bytes=65536
+        )
+    finally:
+        trio.to_thread.run_sync = original
+    assert peak == 2
+
+
+def test_threads_must_be_positive_and_default_to_the_cores() -> None:
+    with pytest.raises(ValueError):
+        Verifier(threads=0, cache_size=10)
+    assert default_verify_threads() >= 1
+    assert NodeLimits().verify_threads == 0  # 0: one per core

@@ -185,10 +185,12 @@ def node_to_toml(config: NodeConfig, *, relative_to: Path | None = None) -> str:
 
 def check_node_against_network(node: NodeConfig, network: Network, source: str) -> None:
     """Raise ConfigError unless the node's name is a member of ``network`` (or the node
-    is joining: ``join = true``) and every ``[dial]`` entry names another member.
+    is joining: ``join = true``) and no ``[dial]`` entry names this node itself.
 
     ``network`` is the founding file: the membership in force lives on the ledger, and
-    the daemon checks its name and key against that when it starts.
+    the daemon checks its name and key against that when it starts. A ``[dial]`` entry
+    may name a member that joined later (it is not in the founding file); one that
+    names no member of the membership in force is simply unused.
     """
     names = ", ".join(m.name for m in network.members) or "none"
     problems: list[ConfigProblem] = []
@@ -204,12 +206,6 @@ def check_node_against_network(node: NodeConfig, network: Network, source: str) 
             problems.append(
                 ConfigProblem(source, f"dial.{peer}", "a member does not dial itself; remove it")
             )
-        elif network.member(peer) is None:
-            reason = (
-                f"{quote(peer)} is not a member of chain {quote(network.chain_name)}; "
-                f"its members are: {names}"
-            )
-            problems.append(ConfigProblem(source, f"dial.{peer}", reason))
     if problems:
         raise ConfigError(problems)
 

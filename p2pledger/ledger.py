@@ -15,7 +15,9 @@ version, its proposer must be a voter of it, its signers users (or admins) of it
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Container, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -39,6 +41,20 @@ __all__ = ["Ledger", "config_history_of", "network_of_store"]
 
 _NOTHING: Final[frozenset[bytes]] = frozenset()
 
+#: How many of its own proposals' executions a ledger keeps until they commit.
+_EXECUTED_KEEP: Final = 8
+
+
+@dataclass(frozen=True, slots=True)
+class _Executed:
+    """A proposal's execution: valid for its block only on top of this parent, under
+    this membership (the state after a parent is fixed by the parent's hash)."""
+
+    parent_hash: bytes
+    network: Network
+    txs: dict[bytes, Transaction]
+    outcome: ApplyOutcome
+
 
 class Ledger:
     """A chain on disk with its state: genesis, then blocks that passed every check."""
@@ -51,6 +67,8 @@ class Ledger:
         self._founding = network_of_genesis(store.block(0))
         self._network = network_of_store(store, self._founding)
         self._tip = store.block(tip[0])
+        # block hash -> this member's execution of it, from execute_proposal
+        self._executed: OrderedDict[bytes, _Executed] = OrderedDict()
 
     @classmethod
     def create(cls, data_dir: Path, network: Network) -> Ledger:
@@ -123,17 +141,27 @@ class Ledger:
     ) -> tuple[Block, ApplyOutcome]:
         """``propose``, with what the block would do: its outcome's ``network`` is not
         None when the block carries a valid membership update (so the proposer can
-        propose it as a Raft configuration change). Nothing is stored."""
-        return propose_block(
+        propose it as a Raft configuration change). Nothing is stored; the execution
+        is kept, so that ``commit`` of this very block on this very parent need not
+        execute it again."""
+        parent_hash = self._tip.hash
+        network = self._network
+        block, outcome = propose_block(
             _StoreView(self.store),
             txs,
             parent=self._tip.header,
-            parent_hash=self._tip.hash,
-            network=self._network,
+            parent_hash=parent_hash,
+            network=network,
             time_ms=time_ms,
             term=term,
             proposer=key,
         )
+        self._executed[block.hash] = _Executed(
+            parent_hash, network, {t.id: t for t in txs}, outcome
+        )
+        while len(self._executed) > _EXECUTED_KEEP:
+            self._executed.popitem(last=False)
+        return block, outcome
 
     def commit(
         self,
@@ -141,18 +169,45 @@ class Ledger:
         *,
         verified_tx_ids: Container[bytes] = _NOTHING,
         raft_index: int | None = None,
+        known: Callable[[bytes], Transaction | None] | None = None,
     ) -> ApplyOutcome:
         """Check, re-execute and durably store ``block`` as the new tip (with the index
         of the Raft entry that carried it, when it came through Raft). When the block
         carries a membership update, ``network`` is the new one from now on, and the
-        outcome's ``network`` says so."""
+        outcome's ``network`` says so.
+
+        ``known`` gives already decoded transactions by id (see ``validate_block``).
+        A block this ledger proposed itself (``execute_proposal``) on the current tip
+        and membership is not executed again: that execution is its outcome. Any other
+        block, or one whose parent or membership is no longer the one it was executed
+        on, is executed in full."""
+        parent_hash = self._tip.hash
+        mine = self._executed.pop(block.hash, None)
+        if mine is not None and (
+            mine.parent_hash != parent_hash or mine.network is not self._network
+        ):
+            mine = None
+        if mine is not None:
+            own = mine.txs
+            if known is None:
+                known = own.get
+            else:
+                other = known
+
+                def known_either(tx_id: bytes) -> Transaction | None:
+                    tx = own.get(tx_id)
+                    return tx if tx is not None else other(tx_id)
+
+                known = known_either
         outcome = commit_block(
             _StoreView(self.store),
             block,
             parent=self._tip.header,
-            parent_hash=self._tip.hash,
+            parent_hash=parent_hash,
             network=self._network,
             verified_tx_ids=verified_tx_ids,
+            known=known,
+            executed=mine.outcome if mine is not None else None,
         )
         self.store.append_block(block, state_writes=outcome.writes, raft_index=raft_index)
         self._tip = block

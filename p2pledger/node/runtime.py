@@ -748,7 +748,11 @@ class Node:
             return False
         before = self.ledger.network
         try:
-            outcome = self.ledger.commit(block, verified_tx_ids=verified, raft_index=raft_index)
+            # the mempool's transactions are decoded and verified already (a lookup
+            # from this worker thread while the loop changes the dict is safe)
+            outcome = self.ledger.commit(
+                block, verified_tx_ids=verified, raft_index=raft_index, known=self.mempool.get
+            )
         except (InvalidBlock, BlockRejected) as exc:
             raise NodeDiverged(
                 f"committed block {block.height} fails on this member: {exc}; "

@@ -507,7 +507,7 @@ class Node:
                 self._accepted_at[tx.id] = now
                 out.append(tx.id)
         if admitted:
-            self.metrics.received.labels("api").inc(admitted)
+            self.metrics.received_api.inc(admitted)
             self._update_mempool_metrics()
             self._wake.set()
         return out
@@ -542,6 +542,7 @@ class Node:
             committed=self.ledger.store.committed_ids,
             former_signers=self._former_signers,
         )
+        received = 0
         for tx in checked:
             if isinstance(tx, TxRejected):
                 self.metrics.rejected.labels(tx.reason).inc()
@@ -555,7 +556,9 @@ class Node:
             except MempoolFull:
                 self.metrics.rejected.labels("mempool_full").inc()
                 break
-            self.metrics.received.labels("gossip").inc()
+            received += 1
+        if received:
+            self.metrics.received_gossip.inc(received)
         self._update_mempool_metrics()
         self._wake.set()
 
@@ -790,15 +793,24 @@ class Node:
             ids = [hashlib.sha256(raw).digest() for raw in block.txs]
             self.mempool.remove(ids)
             recent = self.recent_results
+            recently = self._recently_committed
+            accepted_at = self._accepted_at
+            waiters = self._waiters
+            observe = self.metrics.commit_latency.observe
+            valid = 0
             for index, (tx_id, result) in enumerate(zip(ids, block.results, strict=True)):
-                self._recently_committed.add(tx_id)
+                recently.add(tx_id)
                 recent[tx_id] = (block.height, index, result)
-                self.metrics.committed.labels("valid" if result.valid else "invalid").inc()
-                started = self._accepted_at.pop(tx_id, None)
+                valid += result.valid
+                started = accepted_at.pop(tx_id, None)
                 if started is not None:
-                    self.metrics.commit_latency.observe(now - started)
-                for event in self._waiters.pop(tx_id, ()):
+                    observe(now - started)
+                for event in waiters.pop(tx_id, ()):
                     event.set()
+            if valid:
+                self.metrics.committed_valid.inc(valid)
+            if valid < len(ids):
+                self.metrics.committed_invalid.inc(len(ids) - valid)
             self.metrics.blocks.inc()
         while len(self.recent_results) > self._recent_max:
             self.recent_results.popitem(last=False)

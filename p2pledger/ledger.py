@@ -16,12 +16,12 @@ version, its proposer must be a voter of it, its signers users (or admins) of it
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from p2pledger.chain import Block, Transaction, genesis_block, network_of_genesis
+from p2pledger.chain import Block, Header, Transaction, genesis_block, network_of_genesis
 from p2pledger.crypto import SigningKey
 from p2pledger.errors import StoreError
 from p2pledger.membership import Network
@@ -37,7 +37,7 @@ from p2pledger.state import (
 from p2pledger.state.keys import CONFIG_VERSION_PREFIX
 from p2pledger.store import LedgerStore
 
-__all__ = ["Ledger", "config_history_of", "network_of_store"]
+__all__ = ["Ledger", "NotPipelinable", "config_history_of", "network_of_store"]
 
 _NOTHING: Final[frozenset[bytes]] = frozenset()
 
@@ -54,6 +54,12 @@ class _Executed:
     network: Network
     txs: dict[bytes, Transaction]
     outcome: ApplyOutcome
+    header: Header
+
+
+class NotPipelinable(Exception):
+    """The block to build on is neither the tip nor a pending proposal of this ledger
+    descending from it without a membership change (build on the tip instead)."""
 
 
 class Ledger:
@@ -137,19 +143,47 @@ class Ledger:
         return block
 
     def execute_proposal(
-        self, txs: Sequence[Transaction], *, key: SigningKey, time_ms: int, term: int
+        self,
+        txs: Sequence[Transaction],
+        *,
+        key: SigningKey,
+        time_ms: int,
+        term: int,
+        after: bytes | None = None,
     ) -> tuple[Block, ApplyOutcome]:
         """``propose``, with what the block would do: its outcome's ``network`` is not
         None when the block carries a valid membership update (so the proposer can
         propose it as a Raft configuration change). Nothing is stored; the execution
         is kept, so that ``commit`` of this very block on this very parent need not
-        execute it again."""
+        execute it again.
+
+        ``after`` (a block hash) builds on a block this ledger proposed and has not
+        committed yet, executing on the state that block and its pending ancestors
+        would leave: they must descend from the tip and change no membership, else
+        NotPipelinable. None, or the tip's hash, builds on the tip."""
+        parent = self._tip.header
         parent_hash = self._tip.hash
         network = self._network
+        view: StateView = _StoreView(self.store)
+        if after is not None and after != parent_hash:
+            chain: list[_Executed] = []
+            at = after
+            while at != parent_hash:
+                entry = self._executed.get(at)
+                if (
+                    entry is None
+                    or entry.network is not network
+                    or entry.outcome.network is not None
+                ):
+                    raise NotPipelinable(f"block {at.hex()[:16]} is not a pending proposal")
+                chain.append(entry)
+                at = entry.parent_hash
+            view = _PendingView(view, [e.outcome.writes for e in chain])
+            parent, parent_hash = chain[0].header, after
         block, outcome = propose_block(
-            _StoreView(self.store),
+            view,
             txs,
-            parent=self._tip.header,
+            parent=parent,
             parent_hash=parent_hash,
             network=network,
             time_ms=time_ms,
@@ -157,7 +191,7 @@ class Ledger:
             proposer=key,
         )
         self._executed[block.hash] = _Executed(
-            parent_hash, network, {t.id: t for t in txs}, outcome
+            parent_hash, network, {t.id: t for t in txs}, outcome, block.header
         )
         while len(self._executed) > _EXECUTED_KEEP:
             self._executed.popitem(last=False)
@@ -241,3 +275,19 @@ class _StoreView:
 
     def get(self, key: bytes) -> bytes | None:
         return self._store.state_get(key)
+
+
+class _PendingView:
+    """The state pending blocks would leave: their writes (newest first) over a view."""
+
+    __slots__ = ("_layers", "_view")
+
+    def __init__(self, view: StateView, layers: list[Mapping[bytes, bytes | None]]) -> None:
+        self._view = view
+        self._layers = layers
+
+    def get(self, key: bytes) -> bytes | None:
+        for writes in self._layers:
+            if key in writes:
+                return writes[key]
+        return self._view.get(key)

@@ -12,7 +12,7 @@ import pytest
 from p2pledger import replay
 from p2pledger.chain import Transaction, validate_block
 from p2pledger.chain import tx as tx_module
-from p2pledger.ledger import Ledger
+from p2pledger.ledger import Ledger, NotPipelinable
 from p2pledger.state import ApplyOutcome
 from tests.factory import GENESIS_TIME_MS, TestNetwork
 
@@ -121,3 +121,34 @@ def test_validation_uses_known_transactions_only_when_their_bytes_match(
         known=wrong.get,
     )
     assert len(decodes) == 3 and [t.raw for t in out] == list(block.txs)
+
+
+def test_a_block_built_on_a_pending_one_commits_without_executing_again(
+    tmp_path: Path, executions: list[int]
+) -> None:
+    """Pipelining: block 2 is executed on block 1's pending state; both commit in order
+    on the proposer without executing again, and a follower computes the same."""
+    with (
+        Ledger.create(tmp_path / "a", NET.network) as mine,
+        Ledger.create(tmp_path / "b", NET.network) as other,
+    ):
+        key = NET.node_keys[0]
+        b1, _ = mine.execute_proposal(txs(1), key=key, time_ms=GENESIS_TIME_MS + 1000, term=1)
+        b2, _ = mine.execute_proposal(
+            txs(10), key=key, time_ms=GENESIS_TIME_MS + 2000, term=1, after=b1.hash
+        )
+        assert b2.header.prev == b1.hash and b2.height == 2
+        assert len(executions) == 2
+        mine.commit(b1)
+        mine.commit(b2)
+        assert len(executions) == 2
+        other.commit(b1)
+        other.commit(b2)  # verdicts and state root as computed on the pending state
+        assert mine.store.state_items() == other.store.state_items()
+
+
+def test_building_on_an_unknown_block_is_refused(tmp_path: Path) -> None:
+    with Ledger.create(tmp_path / "a", NET.network) as mine, pytest.raises(NotPipelinable):
+        mine.execute_proposal(
+            txs(1), key=NET.node_keys[0], time_ms=GENESIS_TIME_MS, term=1, after=b"\x02" * 32
+        )

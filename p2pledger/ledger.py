@@ -15,11 +15,13 @@ version, its proposer must be a voter of it, its signers users (or admins) of it
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Container, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from p2pledger.chain import Block, Transaction, genesis_block, network_of_genesis
+from p2pledger.chain import Block, Header, Transaction, genesis_block, network_of_genesis
 from p2pledger.crypto import SigningKey
 from p2pledger.errors import StoreError
 from p2pledger.membership import Network
@@ -35,9 +37,29 @@ from p2pledger.state import (
 from p2pledger.state.keys import CONFIG_VERSION_PREFIX
 from p2pledger.store import LedgerStore
 
-__all__ = ["Ledger", "config_history_of", "network_of_store"]
+__all__ = ["Ledger", "NotPipelinable", "config_history_of", "network_of_store"]
 
 _NOTHING: Final[frozenset[bytes]] = frozenset()
+
+#: How many of its own proposals' executions a ledger keeps until they commit.
+_EXECUTED_KEEP: Final = 8
+
+
+@dataclass(frozen=True, slots=True)
+class _Executed:
+    """A proposal's execution: valid for its block only on top of this parent, under
+    this membership (the state after a parent is fixed by the parent's hash)."""
+
+    parent_hash: bytes
+    network: Network
+    txs: dict[bytes, Transaction]
+    outcome: ApplyOutcome
+    header: Header
+
+
+class NotPipelinable(Exception):
+    """The block to build on is neither the tip nor a pending proposal of this ledger
+    descending from it without a membership change (build on the tip instead)."""
 
 
 class Ledger:
@@ -51,6 +73,8 @@ class Ledger:
         self._founding = network_of_genesis(store.block(0))
         self._network = network_of_store(store, self._founding)
         self._tip = store.block(tip[0])
+        # block hash -> this member's execution of it, from execute_proposal
+        self._executed: OrderedDict[bytes, _Executed] = OrderedDict()
 
     @classmethod
     def create(cls, data_dir: Path, network: Network) -> Ledger:
@@ -119,21 +143,59 @@ class Ledger:
         return block
 
     def execute_proposal(
-        self, txs: Sequence[Transaction], *, key: SigningKey, time_ms: int, term: int
+        self,
+        txs: Sequence[Transaction],
+        *,
+        key: SigningKey,
+        time_ms: int,
+        term: int,
+        after: bytes | None = None,
     ) -> tuple[Block, ApplyOutcome]:
         """``propose``, with what the block would do: its outcome's ``network`` is not
         None when the block carries a valid membership update (so the proposer can
-        propose it as a Raft configuration change). Nothing is stored."""
-        return propose_block(
-            _StoreView(self.store),
+        propose it as a Raft configuration change). Nothing is stored; the execution
+        is kept, so that ``commit`` of this very block on this very parent need not
+        execute it again.
+
+        ``after`` (a block hash) builds on a block this ledger proposed and has not
+        committed yet, executing on the state that block and its pending ancestors
+        would leave: they must descend from the tip and change no membership, else
+        NotPipelinable. None, or the tip's hash, builds on the tip."""
+        parent = self._tip.header
+        parent_hash = self._tip.hash
+        network = self._network
+        view: StateView = _StoreView(self.store)
+        if after is not None and after != parent_hash:
+            chain: list[_Executed] = []
+            at = after
+            while at != parent_hash:
+                entry = self._executed.get(at)
+                if (
+                    entry is None
+                    or entry.network is not network
+                    or entry.outcome.network is not None
+                ):
+                    raise NotPipelinable(f"block {at.hex()[:16]} is not a pending proposal")
+                chain.append(entry)
+                at = entry.parent_hash
+            view = _PendingView(view, [e.outcome.writes for e in chain])
+            parent, parent_hash = chain[0].header, after
+        block, outcome = propose_block(
+            view,
             txs,
-            parent=self._tip.header,
-            parent_hash=self._tip.hash,
-            network=self._network,
+            parent=parent,
+            parent_hash=parent_hash,
+            network=network,
             time_ms=time_ms,
             term=term,
             proposer=key,
         )
+        self._executed[block.hash] = _Executed(
+            parent_hash, network, {t.id: t for t in txs}, outcome, block.header
+        )
+        while len(self._executed) > _EXECUTED_KEEP:
+            self._executed.popitem(last=False)
+        return block, outcome
 
     def commit(
         self,
@@ -141,18 +203,45 @@ class Ledger:
         *,
         verified_tx_ids: Container[bytes] = _NOTHING,
         raft_index: int | None = None,
+        known: Callable[[bytes], Transaction | None] | None = None,
     ) -> ApplyOutcome:
         """Check, re-execute and durably store ``block`` as the new tip (with the index
         of the Raft entry that carried it, when it came through Raft). When the block
         carries a membership update, ``network`` is the new one from now on, and the
-        outcome's ``network`` says so."""
+        outcome's ``network`` says so.
+
+        ``known`` gives already decoded transactions by id (see ``validate_block``).
+        A block this ledger proposed itself (``execute_proposal``) on the current tip
+        and membership is not executed again: that execution is its outcome. Any other
+        block, or one whose parent or membership is no longer the one it was executed
+        on, is executed in full."""
+        parent_hash = self._tip.hash
+        mine = self._executed.pop(block.hash, None)
+        if mine is not None and (
+            mine.parent_hash != parent_hash or mine.network is not self._network
+        ):
+            mine = None
+        if mine is not None:
+            own = mine.txs
+            if known is None:
+                known = own.get
+            else:
+                other = known
+
+                def known_either(tx_id: bytes) -> Transaction | None:
+                    tx = own.get(tx_id)
+                    return tx if tx is not None else other(tx_id)
+
+                known = known_either
         outcome = commit_block(
             _StoreView(self.store),
             block,
             parent=self._tip.header,
-            parent_hash=self._tip.hash,
+            parent_hash=parent_hash,
             network=self._network,
             verified_tx_ids=verified_tx_ids,
+            known=known,
+            executed=mine.outcome if mine is not None else None,
         )
         self.store.append_block(block, state_writes=outcome.writes, raft_index=raft_index)
         self._tip = block
@@ -186,3 +275,19 @@ class _StoreView:
 
     def get(self, key: bytes) -> bytes | None:
         return self._store.state_get(key)
+
+
+class _PendingView:
+    """The state pending blocks would leave: their writes (newest first) over a view."""
+
+    __slots__ = ("_layers", "_view")
+
+    def __init__(self, view: StateView, layers: list[Mapping[bytes, bytes | None]]) -> None:
+        self._view = view
+        self._layers = layers
+
+    def get(self, key: bytes) -> bytes | None:
+        for writes in self._layers:
+            if key in writes:
+                return writes[key]
+        return self._view.get(key)

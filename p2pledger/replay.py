@@ -10,7 +10,7 @@ membership in force for the block; when the block changes it, the outcome's
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import Final
 
 from p2pledger.chain import (
@@ -89,24 +89,34 @@ def commit_block(
     parent_hash: bytes,
     network: Network,
     verified_tx_ids: Container[bytes] = _NOTHING,
+    known: Callable[[bytes], Transaction | None] | None = None,
+    executed: ApplyOutcome | None = None,
 ) -> ApplyOutcome:
     """Validate ``block``, re-execute it, and check that the verdicts and state root
-    it records are the ones this member computes; raise InvalidBlock otherwise."""
+    it records are the ones this member computes; raise InvalidBlock otherwise.
+
+    ``known`` is passed to ``validate_block``. ``executed`` is this member's own
+    execution of exactly these transactions on this ``parent`` in this ``view`` (the
+    proposer's, when it commits its own block): the caller vouches for that, and it
+    is used instead of executing again (its verdicts and root are still compared)."""
     txs = validate_block(
         block,
         parent=parent,
         parent_hash=parent_hash,
         network=network,
         verified_tx_ids=verified_tx_ids,
+        known=known,
     )
-    outcome = execute(
-        view,
-        txs,
-        parent=parent,
-        parent_hash=parent_hash,
-        time_ms=block.header.time_ms,
-        network=network,
-    )
+    outcome = executed
+    if outcome is None:
+        outcome = execute(
+            view,
+            txs,
+            parent=parent,
+            parent_hash=parent_hash,
+            time_ms=block.header.time_ms,
+            network=network,
+        )
     if tuple(outcome.results) != block.results:
         bad = next(
             i for i, (a, b) in enumerate(zip(outcome.results, block.results, strict=True)) if a != b

@@ -14,11 +14,12 @@ its version and the proposer one of its voters.
 
 from __future__ import annotations
 
-from collections.abc import Container
+import hashlib
+from collections.abc import Callable, Container
 from typing import Final
 
 from p2pledger.chain.block import Block, Header, chain_id_after, results_root, tx_root
-from p2pledger.chain.tx import Transaction
+from p2pledger.chain.tx import MAX_TX_SIZE, Transaction
 from p2pledger.errors import BadSignature, InvalidBlock, InvalidTransaction, MalformedKey
 from p2pledger.membership import Network
 
@@ -51,11 +52,15 @@ def validate_block(
     parent_hash: bytes,
     network: Network,
     verified_tx_ids: Container[bytes] = _NOTHING,
+    known: Callable[[bytes], Transaction | None] | None = None,
 ) -> list[Transaction]:
     """Check ``block`` as the successor of ``parent``; return its decoded transactions.
 
     ``verified_tx_ids`` holds ids whose signatures this node has already checked (from
-    gossip); every other transaction's signature is verified here.
+    gossip); every other transaction's signature is verified here. ``known`` gives,
+    by id, a transaction this node already decoded (its mempool): one whose raw bytes
+    are the block's is used as it is instead of being decoded again (decoding is a
+    pure function of the bytes, so the result is the same).
     """
     h = block.header
     height = h.height
@@ -105,7 +110,13 @@ def validate_block(
     seen: set[bytes] = set()
     for index, raw in enumerate(block.txs):
         try:
-            tx = Transaction.decode(raw)
+            tx = None
+            if known is not None and len(raw) <= MAX_TX_SIZE:
+                tx = known(hashlib.sha256(raw).digest())
+                if tx is not None and tx.raw != raw:
+                    tx = None
+            if tx is None:
+                tx = Transaction.decode(raw)
             if tx.chain_id != chain_id:
                 raise InvalidTransaction("transaction is for another chain")
             if tx.id not in verified_tx_ids:

@@ -45,6 +45,11 @@ class NodeMetrics:
             ["verdict"],
             registry=registry,
         )
+        # the children the hot paths use, bound once (labels() is a locked dict lookup)
+        self.received_api = self.received.labels("api")
+        self.received_gossip = self.received.labels("gossip")
+        self.committed_valid = self.committed.labels("valid")
+        self.committed_invalid = self.committed.labels("invalid")
         self.blocks = Counter("p2pledger_blocks_committed", "Blocks committed.", registry=registry)
         self.commit_latency = Histogram(
             "p2pledger_commit_latency_seconds",

@@ -51,7 +51,7 @@ from p2pledger.errors import (
     RemoteError,
 )
 from p2pledger.gossip import Mempool, MempoolFull, SeenCache
-from p2pledger.ledger import Ledger
+from p2pledger.ledger import Ledger, NotPipelinable
 from p2pledger.membership import Member, Network, Role
 from p2pledger.node.environment import Environment
 from p2pledger.node.gossip import Gossip
@@ -97,6 +97,22 @@ from p2pledger.wire import Delivery, Message, PeerManager, TransportConfig
 __all__ = ["Node", "NodeDiverged", "NodeSettings"]
 
 _SYNC_BYTES = 2 * 1024 * 1024
+#: How many of its blocks a leader has proposed and not yet applied at most: it cuts
+#: block N+1 on N's pending state while N is being replicated and applied.
+_PIPELINE_DEPTH = 2
+
+
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    """A block this leader proposed in ``term`` (Raft entry ``index``), not applied."""
+
+    hash: bytes
+    height: int
+    index: int
+    term: int
+    ids: frozenset[bytes]
+    size: int
+    changes_membership: bool
 
 
 class NodeDiverged(LocalError):
@@ -189,6 +205,8 @@ class Node:
         self._waiters: dict[bytes, list[trio.Event]] = {}
         self._accepted_at: dict[bytes, float] = {}
         self._batch_started: float | None = None
+        #: this leader's proposed blocks not yet applied, oldest first (see _cut_base)
+        self._inflight: list[_InFlight] = []
         self._accepting = False
         self._stop = trio.Event()
         self._stopped = trio.Event()
@@ -507,7 +525,7 @@ class Node:
                 self._accepted_at[tx.id] = now
                 out.append(tx.id)
         if admitted:
-            self.metrics.received.labels("api").inc(admitted)
+            self.metrics.received_api.inc(admitted)
             self._update_mempool_metrics()
             self._wake.set()
         return out
@@ -542,6 +560,7 @@ class Node:
             committed=self.ledger.store.committed_ids,
             former_signers=self._former_signers,
         )
+        received = 0
         for tx in checked:
             if isinstance(tx, TxRejected):
                 self.metrics.rejected.labels(tx.reason).inc()
@@ -555,7 +574,9 @@ class Node:
             except MempoolFull:
                 self.metrics.rejected.labels("mempool_full").inc()
                 break
-            self.metrics.received.labels("gossip").inc()
+            received += 1
+        if received:
+            self.metrics.received_gossip.inc(received)
         self._update_mempool_metrics()
         self._wake.set()
 
@@ -582,16 +603,20 @@ class Node:
             timeout = limits.batch_timeout_ms / 1000
             now = trio.current_time()
             deadline: float | None = None
-            if self.ordering.idle_leader and self.mempool and self._accepting_blocks():
+            if self.mempool and self._accepting_blocks():
+                may, _ = self._cut_base()
                 stats = self.mempool.statistics()
-                started = self._batch_started if self._batch_started is not None else now
-                full = (
-                    stats.transactions >= limits.max_transactions or stats.bytes >= limits.max_bytes
-                )
-                if full or now >= started + timeout:
-                    await self._cut()
-                    continue
-                deadline = started + timeout
+                waiting, size = stats.transactions, stats.bytes
+                for f in self._inflight:
+                    waiting -= sum(1 for i in f.ids if i in self.mempool)
+                    size -= f.size
+                if may and waiting > 0:
+                    started = self._batch_started if self._batch_started is not None else now
+                    full = waiting >= limits.max_transactions or size >= limits.max_bytes
+                    if full or now >= started + timeout:
+                        await self._cut()
+                        continue
+                    deadline = started + timeout
             self._wake = trio.Event()
             if deadline is None:
                 await self._wake.wait()
@@ -599,28 +624,66 @@ class Node:
                 with trio.move_on_at(deadline):
                     await self._wake.wait()
 
+    def _cut_base(self) -> tuple[bool, bytes | None]:
+        """Whether this member may cut a block now, and the block to build it on
+        (None: the tip). An idle leader builds on the tip. A leader with blocks in
+        flight builds on the last of them when every entry of its log past the applied
+        one is one of them (all proposed in this term), none changes the membership,
+        and fewer than ``_PIPELINE_DEPTH`` are in flight; otherwise it waits. A lost
+        term or leadership forgets them: their transactions are still in the mempool
+        and are cut again."""
+        assert self.ordering is not None
+        ordering = self.ordering
+        inflight = self._inflight
+        if not ordering.is_leader:
+            inflight.clear()
+            return False, None
+        stats = ordering.statistics()
+        if inflight and inflight[0].term != stats.term:
+            inflight.clear()
+        if stats.applied == stats.last_index:
+            inflight.clear()
+            return True, None
+        if not inflight or len(inflight) >= _PIPELINE_DEPTH:
+            return False, None
+        last = inflight[-1]
+        if last.changes_membership or stats.last_index != last.index:
+            return False, None
+        return True, last.hash
+
     def _accepting_blocks(self) -> bool:
         return not self._catching_up and self.standing_kind is StandingKind.MEMBER
 
     async def _cut(self) -> None:
         assert self.ordering is not None and self.ledger is not None
         limits = self.network.limits
+        _, base = self._cut_base()
+        skip = frozenset().union(*(f.ids for f in self._inflight)) if base else frozenset()
         batch = self.mempool.batch(
-            max_transactions=limits.max_transactions, max_bytes=limits.max_bytes
+            max_transactions=limits.max_transactions, max_bytes=limits.max_bytes, skip=skip
         )
-        # One membership update a block, and none while Raft would refuse its change.
+        # One membership update a block, and none while Raft would refuse its change,
+        # nor in a block cut while others are in flight (it would follow their state).
         pending = (
-            self.ordering.conf_change_pending or self._updates_refused_at == self.network.version
+            self.ordering.conf_change_pending
+            or self._updates_refused_at == self.network.version
+            or base is not None
         )
         txs, held = hold_back(batch, conf_change_pending=pending)
         async with self._ledger_lock:
-            if not self.ordering.idle_leader:
-                return
+            may, now_base = self._cut_base()
+            if not may or now_base != base:
+                return  # something committed or changed meanwhile: look again
             term = self.ordering.statistics().term
             before = self.ledger.network
-            block, after, stale = await trio.to_thread.run_sync(
-                self._build, txs, term, limiter=self._core_threads
-            )
+            try:
+                block, after, stale = await trio.to_thread.run_sync(
+                    self._build, txs, term, base, limiter=self._core_threads
+                )
+            except NotPipelinable as exc:
+                self._log.info("block.pipeline.reset", error=str(exc))
+                self._inflight.clear()
+                return
         if stale:
             self.mempool.remove(stale)
             self._update_mempool_metrics()
@@ -637,10 +700,10 @@ class Node:
             return
         try:
             if change is None:
-                await self.ordering.propose(block.encode(), term=term)
+                entry = await self.ordering.propose(block.encode(), term=term)
             else:
                 carried = ConfChange(op=change.op, node=change.node, context=block.encode())
-                await self.ordering.propose_conf_change(carried, term=term)
+                entry = await self.ordering.propose_conf_change(carried, term=term)
                 self._log.info(
                     "membership.change.proposed",
                     height=block.height,
@@ -653,16 +716,34 @@ class Node:
             # back until the membership changes, and keep ordering everything else.
             self._log.error("block.propose.refused", height=block.height, error=str(exc))
             self._updates_refused_at = before.version
+            return
         except ConfChangePending as exc:
             self._log.info("block.propose.held", height=block.height, error=str(exc))
+            return
         except RaftError as exc:
             self._log.info("block.propose.failed", height=block.height, error=str(exc))
+            return
+        if self._inflight and self._inflight[-1].height + 1 != block.height:
+            self._inflight.clear()
+        if block.height > self.ledger.tip.height:  # (not applied yet)
+            self._inflight.append(
+                _InFlight(
+                    hash=block.hash,
+                    height=block.height,
+                    index=entry.index,
+                    term=term,
+                    ids=frozenset(t.id for t in txs).difference(stale),
+                    size=sum(len(raw) for raw in block.txs),
+                    changes_membership=change is not None or after is not None,
+                )
+            )
 
     def _build(
-        self, txs: list[Transaction], term: int
+        self, txs: list[Transaction], term: int, base: bytes | None = None
     ) -> tuple[Block | None, Network | None, list[bytes]]:
-        """The next block of ``txs`` (less those already committed), and the membership
-        it puts in force if it changes it."""
+        """The next block of ``txs`` (less those already committed) after the tip or
+        after ``base`` (a block in flight), and the membership it puts in force if it
+        changes it."""
         assert self.ledger is not None
         store = self.ledger.store
         stale = list(store.committed_ids(t.id for t in txs))
@@ -672,7 +753,7 @@ class Node:
         if not txs:
             return None, None, stale
         block, outcome = self.ledger.execute_proposal(
-            txs, key=self.key, time_ms=self.env.wall_ms(), term=term
+            txs, key=self.key, time_ms=self.env.wall_ms(), term=term, after=base
         )
         return block, outcome.network, stale
 
@@ -748,7 +829,11 @@ class Node:
             return False
         before = self.ledger.network
         try:
-            outcome = self.ledger.commit(block, verified_tx_ids=verified, raft_index=raft_index)
+            # the mempool's transactions are decoded and verified already (a lookup
+            # from this worker thread while the loop changes the dict is safe)
+            outcome = self.ledger.commit(
+                block, verified_tx_ids=verified, raft_index=raft_index, known=self.mempool.get
+            )
         except (InvalidBlock, BlockRejected) as exc:
             raise NodeDiverged(
                 f"committed block {block.height} fails on this member: {exc}; "
@@ -783,18 +868,33 @@ class Node:
         now = trio.current_time()
         blocks = [block for _, block in committed]
         for block in blocks:
+            inflight = self._inflight
+            if any(f.height == block.height and f.hash != block.hash for f in inflight):
+                inflight.clear()  # another block took that height: ours are void
+            else:
+                inflight[:] = [f for f in inflight if f.height > block.height]
+        for block in blocks:
             ids = [hashlib.sha256(raw).digest() for raw in block.txs]
             self.mempool.remove(ids)
             recent = self.recent_results
+            recently = self._recently_committed
+            accepted_at = self._accepted_at
+            waiters = self._waiters
+            observe = self.metrics.commit_latency.observe
+            valid = 0
             for index, (tx_id, result) in enumerate(zip(ids, block.results, strict=True)):
-                self._recently_committed.add(tx_id)
+                recently.add(tx_id)
                 recent[tx_id] = (block.height, index, result)
-                self.metrics.committed.labels("valid" if result.valid else "invalid").inc()
-                started = self._accepted_at.pop(tx_id, None)
+                valid += result.valid
+                started = accepted_at.pop(tx_id, None)
                 if started is not None:
-                    self.metrics.commit_latency.observe(now - started)
-                for event in self._waiters.pop(tx_id, ()):
+                    observe(now - started)
+                for event in waiters.pop(tx_id, ()):
                     event.set()
+            if valid:
+                self.metrics.committed_valid.inc(valid)
+            if valid < len(ids):
+                self.metrics.committed_invalid.inc(len(ids) - valid)
             self.metrics.blocks.inc()
         while len(self.recent_results) > self._recent_max:
             self.recent_results.popitem(last=False)

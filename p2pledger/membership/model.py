@@ -90,7 +90,11 @@ class BlockLimits:
 
     max_transactions: int = 500
     max_bytes: int = 2 * 1024 * 1024
-    batch_timeout_ms: int = 200
+    #: A transaction waits at most this long for its block under light load. 50 ms keeps
+    #: commit latency's median under 100 ms at half the sustainable rate (make bench:
+    #: 84 ms at 1,500 tx/s, against 172 ms with 200 ms) and costs no throughput: under
+    #: load blocks fill by count first.
+    batch_timeout_ms: int = 50
 
     def to_value(self) -> dict[str, Any]:
         return {

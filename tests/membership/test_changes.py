@@ -115,13 +115,16 @@ def test_keys_added_and_revoked(
 
 
 def test_limits_changed_field_by_field() -> None:
+    old = BASE.limits
     limits = BlockLimits(
-        max_transactions=1000, max_bytes=BASE.limits.max_bytes, batch_timeout_ms=50
+        max_transactions=old.max_transactions * 2,
+        max_bytes=old.max_bytes,
+        batch_timeout_ms=old.batch_timeout_ms + 150,
     )
     changes = diff_networks(BASE, dataclasses.replace(BASE, limits=limits))
     assert [c.describe() for c in changes] == [
-        "~ limits max_transactions 500 -> 1000",
-        "~ limits batch_timeout_ms 200 -> 50",
+        f"~ limits max_transactions {old.max_transactions} -> {old.max_transactions * 2}",
+        f"~ limits batch_timeout_ms {old.batch_timeout_ms} -> {old.batch_timeout_ms + 150}",
     ]
     assert all(c.kind is ChangeKind.LIMITS_CHANGED and c.member is None for c in changes)
 

@@ -164,6 +164,10 @@ async def run_scenario(w: World) -> None:
     joiner = await w.start("m3", address=m3.address, join=True)
     assert joiner.standing_kind is StandingKind.JOINING
     assert (joiner.health_problem() or "").startswith("not yet a member")
+    # Until the update commits, the others refuse the joiner's key at the handshake.
+    m0 = w.founding.member("m0")
+    assert m0 is not None
+    await refused_dial(w, m3_key, m0, w.founding)
     base = w.network()
     grown = factory.add_member(base, m3)
     m1 = grown.member("m1")

@@ -65,3 +65,10 @@ class Lines:
                 self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         return line.decode()
+
+    def drain(self, deadline: float) -> list[str]:
+        """Every remaining whole line, up to end of output (a dead child's last words)."""
+        rest: list[str] = []
+        while (line := self.next(deadline)) is not None:
+            rest.append(line)
+        return rest

@@ -51,6 +51,7 @@ STEP_SECONDS = 5.0
 BATCH_INTERVAL_S = 0.02
 CLIENT_THREADS = 64
 WAIT_S = 10.0
+KEEP_ALIVE_S = 4.0  # below hypercorn's 5 s keep-alive timeout, the API server's default
 _CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -112,14 +113,39 @@ def offer(
         if current:
             groups.append(current)
 
-    def connection(name: str) -> http.client.HTTPConnection:
-        conns = getattr(local, "conns", None)
-        if conns is None:
-            conns = local.conns = {}
-        if name not in conns:
-            url = urllib.parse.urlsplit(cluster.apis[name])
-            conns[name] = http.client.HTTPConnection(url.hostname, url.port, timeout=WAIT_S + 20)
-        return conns[name]  # type: ignore[no-any-return]
+    def connection(name: str) -> tuple[http.client.HTTPConnection, bool]:
+        """This thread's connection to ``name``, and whether it was used before. One
+        idle for nearly the server's keep-alive timeout is replaced, not reused."""
+        conns: dict[str, tuple[http.client.HTTPConnection, float]] = local.__dict__.setdefault(
+            "conns", {}
+        )
+        now = time.monotonic()
+        if name in conns and now - conns[name][1] < KEEP_ALIVE_S:
+            conns[name] = (conns[name][0], now)
+            return conns[name][0], True
+        if name in conns:
+            conns[name][0].close()
+        url = urllib.parse.urlsplit(cluster.apis[name])
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=WAIT_S + 20)
+        conns[name] = (conn, now)
+        return conn, False
+
+    def post(name: str, payload: str) -> dict[str, Any]:
+        """The answer to one POST. A reused connection the server closed meanwhile
+        fails before any answer: that one is retried once on a new connection."""
+        for _ in range(2):
+            conn, reused = connection(name)
+            try:
+                conn.request(
+                    "POST", "/v1/transactions", payload, {"Content-Type": "application/json"}
+                )
+                data: dict[str, Any] = json.loads(conn.getresponse().read())
+                return data
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                local.conns.pop(name)[0].close()
+                if not reused:
+                    raise
+        raise AssertionError("unreachable: the second try uses a new connection")
 
     def send(g: int) -> None:
         group = groups[g]
@@ -133,17 +159,14 @@ def offer(
         else:
             body = {"txs": [txs[i].raw.hex() for i in group], "wait": True, "timeout_s": WAIT_S}
         try:
-            conn = connection(name)
-            conn.request(
-                "POST", "/v1/transactions", json.dumps(body), {"Content-Type": "application/json"}
-            )
-            response = conn.getresponse()
-            data = json.loads(response.read())
+            data = post(name, json.dumps(body))
             done = time.monotonic()
-        except (OSError, ValueError, http.client.HTTPException):
-            local.conns.pop(name, None)
+        except (OSError, ValueError, http.client.HTTPException) as e:
+            stale = local.conns.pop(name, None)
+            if stale is not None:
+                stale[0].close()
             with lock:
-                out.codes["error"] += len(group)
+                out.codes[f"client_{type(e).__name__}"] += len(group)
             return
         items = data["results"] if not single else [data]
         with lock:
@@ -334,8 +357,15 @@ def run_steps(
                     "p50_s": quantile(lat, 0.50),
                     "p99_s": quantile(lat, 0.99),
                     "max_s": lat[-1] if lat else None,
-                    "rejected": sum(v for c, v in outcome.codes.items() if c != "commit_timeout"),
+                    "rejected": sum(
+                        v
+                        for c, v in outcome.codes.items()
+                        if c != "commit_timeout" and not c.startswith("client_")
+                    ),
                     "timed_out": outcome.codes.get("commit_timeout", 0),
+                    "client_errors": sum(
+                        v for c, v in outcome.codes.items() if c.startswith("client_")
+                    ),
                     "codes": dict(outcome.codes),
                     "cpu_cores": cpu,
                     "rss_mib": {n: memory_kib(p)["VmRSS"] / 1024 for n, p in pids.items()},
@@ -372,12 +402,14 @@ def run_steps(
 
 def sustained(r: dict[str, Any]) -> bool:
     """A step is sustained when its p99 is under 1 s and every transaction it had
-    accepted committed (none timed out or failed), with at most 1% refused (503)."""
+    accepted committed (none timed out or failed), with at most 1% refused (503), and
+    the load generator itself had no failed requests."""
     accepted = r["offered"] - r["rejected"]
     return (
         r["p99_s"] is not None
         and r["p99_s"] < 1.0
         and r["timed_out"] == 0
+        and r.get("client_errors", 0) == 0
         and r["rejected"] <= 0.01 * r["offered"]
         and r["committed"] >= accepted
     )
@@ -446,5 +478,6 @@ def _row_line(r: dict[str, Any]) -> str:
         f"  offered {r['offered_per_s']}/s: committed {r['committed_per_s']:.0f}/s "
         f"p50 {ms(r['p50_s'])} p99 {ms(r['p99_s'])} max {ms(r['max_s'])} "
         f"rejected {r['rejected']} timed out {r['timed_out']} "
+        f"client errors {r['client_errors']} "
         f"cpu {' '.join(f'{c:.2f}' for c in r['cpu_cores'].values())}"
     )

@@ -11,6 +11,7 @@ import struct
 import tracemalloc
 from typing import Any
 
+import cbor2
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -106,6 +107,19 @@ def test_round_trip(value: Any) -> None:
 @given(values(), st.randoms(use_true_random=False))
 def test_encoding_ignores_dict_insertion_order(value: Any, rng: random.Random) -> None:
     assert codec.encode(reorder(value, rng)) == codec.encode(value)
+
+
+@PROPERTY
+@given(values(), st.randoms(use_true_random=False))
+def test_decoding_accepts_a_map_order_only_if_canonical(value: Any, rng: random.Random) -> None:
+    # Any order of the same maps, encoded as given: decode takes it exactly when it is
+    # the canonical encoding, and otherwise names it non-canonical.
+    data = cbor2.dumps(reorder(value, rng))
+    if data == codec.encode(value):
+        assert strict_equal(codec.decode(data), value)
+    else:
+        with pytest.raises(NonCanonical):
+            codec.decode(data)
 
 
 @PROPERTY

@@ -164,7 +164,7 @@ class Ledger:
         parent = self._tip.header
         parent_hash = self._tip.hash
         network = self._network
-        view: StateView = _StoreView(self.store)
+        layers: list[Mapping[bytes, bytes | None]] = []
         if after is not None and after != parent_hash:
             chain: list[_Executed] = []
             at = after
@@ -178,18 +178,25 @@ class Ledger:
                     raise NotPipelinable(f"block {at.hex()[:16]} is not a pending proposal")
                 chain.append(entry)
                 at = entry.parent_hash
-            view = _PendingView(view, [e.outcome.writes for e in chain])
+            layers = [e.outcome.writes for e in chain]
             parent, parent_hash = chain[0].header, after
-        block, outcome = propose_block(
-            view,
-            txs,
-            parent=parent,
-            parent_hash=parent_hash,
-            network=network,
-            time_ms=time_ms,
-            term=term,
-            proposer=key,
-        )
+
+        def run(get: Callable[[bytes], bytes | None]) -> tuple[Block, ApplyOutcome]:
+            view: StateView = _GetterView(get)
+            if layers:
+                view = _PendingView(view, layers)
+            return propose_block(
+                view,
+                txs,
+                parent=parent,
+                parent_hash=parent_hash,
+                network=network,
+                time_ms=time_ms,
+                term=term,
+                proposer=key,
+            )
+
+        block, outcome = self.store.with_state(run)
         self._executed[block.hash] = _Executed(
             parent_hash, network, {t.id: t for t in txs}, outcome, block.header
         )
@@ -233,15 +240,20 @@ class Ledger:
                     return tx if tx is not None else other(tx_id)
 
                 known = known_either
-        outcome = commit_block(
-            _StoreView(self.store),
-            block,
-            parent=self._tip.header,
-            parent_hash=parent_hash,
-            network=self._network,
-            verified_tx_ids=verified_tx_ids,
-            known=known,
-            executed=mine.outcome if mine is not None else None,
+        parent = self._tip.header
+        network = self._network
+        executed = mine.outcome if mine is not None else None
+        outcome = self.store.with_state(
+            lambda get: commit_block(
+                _GetterView(get),
+                block,
+                parent=parent,
+                parent_hash=parent_hash,
+                network=network,
+                verified_tx_ids=verified_tx_ids,
+                known=known,
+                executed=executed,
+            )
         )
         self.store.append_block(block, state_writes=outcome.writes, raft_index=raft_index)
         self._tip = block
@@ -275,6 +287,15 @@ class _StoreView:
 
     def get(self, key: bytes) -> bytes | None:
         return self._store.state_get(key)
+
+
+class _GetterView:
+    """The committed state through one snapshot's getter (``LedgerStore.with_state``)."""
+
+    __slots__ = ("get",)
+
+    def __init__(self, get: Callable[[bytes], bytes | None]) -> None:
+        self.get = get
 
 
 class _PendingView:

@@ -381,6 +381,20 @@ class LedgerStore:
         _check_state_key(key)
         return self._env.read(lambda txn: txn.get(_STATE, key))
 
+    def with_state(self, fn: Callable[[Callable[[bytes], bytes | None]], T]) -> T:
+        """Run ``fn`` with a ``state_get`` that reads one consistent snapshot: a block's
+        execution reads many keys, and one read transaction for all of them costs far
+        less than one each. ``fn`` must not keep the getter past its return."""
+
+        def run(txn: Txn) -> T:
+            def get(key: bytes) -> bytes | None:
+                _check_state_key(key)
+                return txn.get(_STATE, key)
+
+            return fn(get)
+
+        return self._env.read(run, only=(_STATE,))
+
     def state_items(self, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
         """Every state pair whose key starts with ``prefix``, in key order.
 

@@ -241,9 +241,7 @@ class _Handlers:
             answers.append(_item_error(sha256(raw), refused))
         if wait and accepted:
             with trio.move_on_after(timeout_s):
-                async with trio.open_nursery() as nursery:
-                    for tx_id in accepted.values():
-                        nursery.start_soon(self._service.wait_committed, tx_id)
+                await self._service.wait_all_committed(list(accepted.values()))
         statuses = (
             await self._service.tx_statuses(list(accepted.values())) if wait and accepted else []
         )

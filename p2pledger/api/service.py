@@ -144,6 +144,11 @@ class LedgerService(Protocol):
         it already is). Never times out by itself: the caller cancels it."""
         ...
 
+    async def wait_all_committed(self, tx_ids: Sequence[bytes]) -> None:
+        """Return once every one of ``tx_ids`` is committed (at once if they all are).
+        Never times out by itself: the caller cancels it."""
+        ...
+
     async def tx_status(self, tx_id: bytes) -> TxStatus:
         """Pending, committed (where and with what verdict), or unknown."""
         ...

@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections import OrderedDict
-from collections.abc import Container, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -100,6 +100,21 @@ _SYNC_BYTES = 2 * 1024 * 1024
 #: How many of its blocks a leader has proposed and not yet applied at most: it cuts
 #: block N+1 on N's pending state while N is being replicated and applied.
 _PIPELINE_DEPTH = 2
+
+
+class _CommitWaiter:
+    """Clients waiting for a set of transactions: set once the last of them commits."""
+
+    __slots__ = ("done", "remaining")
+
+    def __init__(self, tx_ids: set[bytes]) -> None:
+        self.remaining = tx_ids
+        self.done = trio.Event()
+
+    def committed(self, tx_id: bytes) -> None:
+        self.remaining.discard(tx_id)
+        if not self.remaining:
+            self.done.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +217,7 @@ class Node:
         self.recent_results: OrderedDict[bytes, tuple[int, int, TxResult]] = OrderedDict()
         self._recent_max = 2 * limits.mempool_max_txs
         self._wake = trio.Event()
-        self._waiters: dict[bytes, list[trio.Event]] = {}
+        self._waiters: dict[bytes, list[_CommitWaiter]] = {}
         self._accepted_at: dict[bytes, float] = {}
         self._batch_started: float | None = None
         #: this leader's proposed blocks not yet applied, oldest first (see _cut_base)
@@ -889,8 +904,8 @@ class Node:
                 started = accepted_at.pop(tx_id, None)
                 if started is not None:
                     observe(now - started)
-                for event in waiters.pop(tx_id, ()):
-                    event.set()
+                for waiter in waiters.pop(tx_id, ()):
+                    waiter.committed(tx_id)
             if valid:
                 self.metrics.committed_valid.inc(valid)
             if valid < len(ids):
@@ -1042,26 +1057,35 @@ class Node:
 
     async def wait_committed(self, tx_id: bytes) -> None:
         """Return once ``tx_id`` is committed on this member (the caller bounds it)."""
+        await self.wait_all_committed((tx_id,))
+
+    async def wait_all_committed(self, tx_ids: Iterable[bytes]) -> None:
+        """Return once every one of ``tx_ids`` is committed on this member (the caller
+        bounds it): one waiter for a client's whole batch, not a task each."""
         assert self.ledger is not None
-        if tx_id in self._recently_committed:
+        recently = self._recently_committed
+        waiter = _CommitWaiter({t for t in tx_ids if t not in recently})
+        if not waiter.remaining:
             return
-        event = trio.Event()
-        self._waiters.setdefault(tx_id, []).append(event)
+        watched = list(waiter.remaining)
+        for tx_id in watched:
+            self._waiters.setdefault(tx_id, []).append(waiter)
         try:
             # A pending transaction is not committed (it leaves the mempool when it
-            # commits, and its waiters are woken then): no need to ask the store.
-            if (
-                tx_id not in self.mempool
-                and await trio.to_thread.run_sync(self.ledger.store.tx_location, tx_id) is not None
-            ):
-                return
-            await event.wait()
+            # commits, and its waiters are told then): only the others are looked up.
+            unknown = [t for t in watched if t not in self.mempool]
+            if unknown:
+                found = await trio.to_thread.run_sync(self.ledger.store.committed_ids, unknown)
+                for tx_id in found:
+                    waiter.committed(tx_id)
+            await waiter.done.wait()
         finally:
-            waiting = self._waiters.get(tx_id)
-            if waiting is not None and event in waiting:
-                waiting.remove(event)
-                if not waiting:
-                    del self._waiters[tx_id]
+            for tx_id in watched:
+                waiting = self._waiters.get(tx_id)
+                if waiting is not None and waiter in waiting:
+                    waiting.remove(waiter)
+                    if not waiting:
+                        del self._waiters[tx_id]
 
     # --- catch-up from blocks (the ledger is Raft's snapshot) -------------------------
 

@@ -64,6 +64,9 @@ class NodeService:
         await self._node.wait_committed(tx_id)
         return await self.tx_status(tx_id)
 
+    async def wait_all_committed(self, tx_ids: Sequence[bytes]) -> None:
+        await self._node.wait_all_committed(tx_ids)
+
     async def tx_status(self, tx_id: bytes) -> TxStatus:
         (status,) = await self.tx_statuses([tx_id])
         return status

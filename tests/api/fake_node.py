@@ -107,6 +107,10 @@ class FakeNode:
         finally:
             self.waiting -= 1
 
+    async def wait_all_committed(self, tx_ids: Sequence[bytes]) -> None:
+        for tx_id in tx_ids:
+            await self.wait_committed(tx_id)
+
     async def tx_status(self, tx_id: bytes) -> TxStatus:
         where = self.ledger.store.tx_location(tx_id)
         if where is not None:

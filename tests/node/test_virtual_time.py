@@ -55,9 +55,17 @@ async def run_network(tmp: Path, seed: int) -> list[list[bytes]]:
             leader = nodes[0].ordering.statistics().lead  # type: ignore[union-attr]
             follower = next(n for n in nodes if n.name != leader)
             ids = [await follower.submit(net.tx(k, user=k % 3).raw) for k in range(1, 6)]
+            # One waiter for the batch on each member: it returns only once every
+            # one is in that member's ledger.
             for node in nodes:
-                for tx_id in ids:
-                    await node.wait_committed(tx_id)
+                await node.wait_all_committed(ids)
+                assert node.ledger is not None
+                assert node.ledger.store.committed_ids(ids) == set(ids), node.name
+                await node.wait_committed(ids[0])  # already committed: at once
+            with trio.move_on_after(1) as waited:  # never sent: the caller's timeout ends it
+                await follower.wait_all_committed([*ids, bytes(32)])
+            assert waited.cancelled_caught
+            assert not any(n._waiters for n in nodes), "a waiter was left behind"
         chains = []
         for node in nodes:
             assert node.ledger is not None

@@ -14,15 +14,23 @@ an admin key of it), then the Ed25519 signature ("bad_signature"). Pure: no I/O.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Container
 
 from p2pledger.api.errors import TxRejected
 from p2pledger.chain import Transaction
 from p2pledger.chain.tx import MAX_TX_SIZE, TX_LIMITS
+from p2pledger.codec import CodecLimits
 from p2pledger.errors import InvalidTransaction
 from p2pledger.membership import CONFIG_UPDATE_OP, Network
 
 __all__ = ["check_entry"]
+
+
+@functools.lru_cache(maxsize=8)
+def _limits(max_tx_bytes: int) -> CodecLimits:
+    """The transaction codec limits with this member's size cap (one per cap)."""
+    return dataclasses.replace(TX_LIMITS, max_size=max_tx_bytes)
 
 
 def check_entry(
@@ -42,7 +50,7 @@ def check_entry(
     if len(raw) > max_tx_bytes:
         raise TxRejected("too_large", f"the transaction is {len(raw)} bytes, over {max_tx_bytes}")
     try:
-        tx = Transaction.decode(raw, limits=dataclasses.replace(TX_LIMITS, max_size=max_tx_bytes))
+        tx = Transaction.decode(raw, limits=_limits(max_tx_bytes))
     except InvalidTransaction as exc:
         raise TxRejected("malformed", str(exc)) from exc
     if tx.chain_id != chain_id:

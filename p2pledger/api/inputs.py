@@ -133,9 +133,15 @@ def hex_value(value: Any, name: str) -> bytes:
     """A JSON string of hex digits, as bytes."""
     if not isinstance(value, str):
         raise bad_request(f"{name!r} must be a string of hex digits, not {_json_type(value)}")
-    if not value or not _HEX.fullmatch(value):
+    # fromhex skips whitespace between bytes, which the length check then refuses;
+    # it is many times quicker than a regular expression over a whole transaction.
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raw = b""
+    if not raw or 2 * len(raw) != len(value):
         raise bad_request(f"{name!r} must be a non-empty, even number of hex digits")
-    return bytes.fromhex(value)
+    return raw
 
 
 def optional_bool(body: JsonObject, name: str, default: bool) -> bool:

@@ -106,19 +106,19 @@ class Header:
     tx_count: int
 
     def to_value(self) -> dict[str, Any]:
-        return {
+        return {  # (in canonical key order, which spares the encoder a sort)
+            "prev": self.prev,
+            "term": self.term,
+            "time": self.time_ms,
             "type": HEADER_TYPE,
             "chain": self.chain_id,
             "height": self.height,
-            "prev": self.prev,
             "tx_root": self.tx_root,
-            "results_root": self.results_root,
-            "state_root": self.state_root,
-            "time": self.time_ms,
             "proposer": self.proposer,
-            "term": self.term,
-            "membership_version": self.membership_version,
             "tx_count": self.tx_count,
+            "state_root": self.state_root,
+            "results_root": self.results_root,
+            "membership_version": self.membership_version,
         }
 
     def encode(self) -> bytes:
@@ -192,10 +192,10 @@ class Block:
 
     def encode(self) -> bytes:
         return codec.encode(
-            {
-                "header": self.header_bytes,
+            {  # (in canonical key order, which spares the encoder a sort)
                 "sig": self.sig,
                 "txs": list(self.txs),
+                "header": self.header_bytes,
                 "results": [r.to_value() for r in self.results],
             },
             limits=BLOCK_LIMITS,

@@ -60,18 +60,18 @@ class Transaction:
     ) -> Transaction:
         """Build and sign a transaction with a user key."""
         body = codec.encode(
-            {
-                "type": TX_TYPE,
-                "chain": chain_id,
-                "signer": key.public_key.raw,
-                "nonce": nonce,
-                "time": time_ms,
+            {  # (in canonical key order, which spares the encoder a sort)
                 "op": op,
                 "args": args,
+                "time": time_ms,
+                "type": TX_TYPE,
+                "chain": chain_id,
+                "nonce": nonce,
+                "signer": key.public_key.raw,
             },
             limits=TX_LIMITS,
         )
-        raw = codec.encode({"body": body, "sig": key.sign(body)}, limits=TX_LIMITS)
+        raw = codec.encode({"sig": key.sign(body), "body": body}, limits=TX_LIMITS)
         return cls.decode(raw)
 
     @classmethod

@@ -41,12 +41,12 @@ class AnchorRecord:
     description: str
 
     def to_value(self) -> Value:
-        return {
-            "digest": self.digest,
-            "signer": self.signer.raw,
-            "tx_id": self.tx_id,
-            "height": self.height,
+        return {  # (in canonical key order, which spares the encoder a sort)
             "time": self.time_ms,
+            "tx_id": self.tx_id,
+            "digest": self.digest,
+            "height": self.height,
+            "signer": self.signer.raw,
             "description": self.description,
         }
 

@@ -96,7 +96,11 @@ class AccountHead:
     next: int
 
     def to_value(self) -> Value:
-        return {"balance": self.balance, "first": self.first, "next": self.next}
+        return {
+            "next": self.next,
+            "first": self.first,
+            "balance": self.balance,
+        }  # (canonical order)
 
     @classmethod
     def decode(cls, raw: bytes) -> AccountHead:
@@ -146,11 +150,11 @@ class StoredLot:
     via: HopRef | None
 
     def to_value(self) -> Value:
-        return {
+        return {  # (in canonical key order, which spares the encoder a sort)
+            "via": _ref_value(self.via),
             "amount": self.amount,
             "origin": self.origin,
             "origin_height": self.origin_height,
-            "via": _ref_value(self.via),
         }
 
     @classmethod

@@ -8,10 +8,12 @@ import trio
 
 from p2pledger import codec
 from p2pledger.api import TxRejected
+from p2pledger.api.admission import check_entry
 from p2pledger.chain import Transaction
 from p2pledger.config import NodeLimits
+from p2pledger.crypto import SigningKey
 from p2pledger.node.verify import Verifier, default_verify_threads
-from tests.factory import TestNetwork
+from tests.factory import TestNetwork, seeded_key
 
 
 def forged(tx: Transaction) -> bytes:
@@ -87,3 +89,48 @@ def test_threads_must_be_positive_and_default_to_the_cores() -> None:
         Verifier(threads=0, cache_size=10)
     assert default_verify_threads() >= 1
     assert NodeLimits().verify_threads == 0  # 0: one per core
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+async def test_a_batch_gives_each_transaction_the_code_check_entry_gives_it(threads: int) -> None:
+    # The pool checks a chunk's signatures after all its other checks: the code of a
+    # transaction with several faults must still be the one the single check gives.
+    net = TestNetwork(n=3)
+
+    def signed(key: SigningKey, chain_id: bytes) -> Transaction:
+        args = {"digest": bytes(32), "description": "x"}
+        return Transaction.create(
+            key, chain_id=chain_id, op="notary.anchor", args=args, nonce=1, time_ms=1
+        )
+
+    stranger = signed(seeded_key("stranger"), net.chain_id)
+    good = [net.tx(n, user=n % 3) for n in range(1, 40)]
+    raws = [t.raw for t in good]
+    raws[3] = forged(good[3])  # bad signature
+    raws[5] = b"\x00"  # malformed
+    raws[9] = signed(net.user_keys[0], bytes(32)).raw  # another chain
+    raws[11] = stranger.raw  # unknown signer
+    raws[13] = forged(stranger)  # unknown signer and a bad signature: the signer comes first
+    raws[17] = good[17].raw + bytes(70_000)  # too large, and malformed
+    verifier = Verifier(threads=threads, cache_size=1000)
+    checked, _ = await verifier.check(
+        raws, chain_id=net.chain_id, network=net.network, max_tx_bytes=65536
+    )
+
+    def code(raw: bytes) -> str | bytes:
+        try:
+            return check_entry(raw, chain_id=net.chain_id, network=net.network).id
+        except TxRejected as exc:
+            return exc.reason
+
+    got = [c.reason if isinstance(c, TxRejected) else c.id for c in checked]
+    assert got == [code(raw) for raw in raws]
+    assert [got[i] for i in (3, 5, 9, 11, 13, 17)] == [
+        "bad_signature",
+        "malformed",
+        "wrong_chain",
+        "unknown_signer",
+        "unknown_signer",
+        "too_large",
+    ]
+    assert good[3].id not in verifier and stranger.id not in verifier

@@ -24,8 +24,10 @@ from rich.table import Table
 
 from p2pledger.audit import audit_data_dir
 from p2pledger.chain import Block, Transaction
+from p2pledger.chain.tx import MAX_TX_SIZE
 from p2pledger.crypto import SigningKey
 from p2pledger.ledger import Ledger
+from p2pledger.node.verify import Verifier
 from p2pledger.store import LedgerStore
 from tests.bench_cluster import best_row as best_cluster_row
 from tests.bench_cluster import run_steps as run_cluster_steps
@@ -149,6 +151,36 @@ def bench_wire() -> dict[str, Any]:
     }
 
 
+def bench_verify_pool(count: int = 6000) -> dict[str, Any]:
+    """One member's entry checks (decode, signer, Ed25519) through its verification
+    pool with 1, 2, ... threads: does a member use more cores when it has them?"""
+    net = TestNetwork(n=3)
+    chain_id = net.chain_id
+    raws = [net.tx(i + 1, user=i % net.n).raw for i in range(count)]
+    out: dict[str, Any] = {}
+    for threads in range(1, (os.cpu_count() or 1) + 1):
+
+        async def run(threads: int = threads) -> float:
+            verifier = Verifier(threads=threads, cache_size=2 * count)
+            started = time.perf_counter()
+            for lo in range(0, count, 500):  # in gossip-sized batches, as a member gets them
+                checked, _ = await verifier.check(
+                    raws[lo : lo + 500],
+                    chain_id=chain_id,
+                    network=net.network,
+                    max_tx_bytes=MAX_TX_SIZE,
+                )
+                assert all(isinstance(t, Transaction) for t in checked)
+            return count / (time.perf_counter() - started)
+
+        out[f"checks_per_s_{threads}_threads"] = trio.run(run)
+    out["speedup_all_threads"] = (
+        out[f"checks_per_s_{os.cpu_count() or 1}_threads"] / out["checks_per_s_1_threads"]
+    )
+    show("verification pool: entry checks per second by threads", out)
+    return out
+
+
 def bench_raft() -> dict[str, Any]:
     """The pure Raft core in an in-memory 3-member cluster (no I/O)."""
     out: dict[str, Any] = {}
@@ -260,12 +292,14 @@ def main() -> None:
     parser.add_argument("--txs-per-block", type=int, default=500)
     parser.add_argument(
         "--only",
-        choices=["foundation", "wire", "raft", "cluster"],
+        choices=["foundation", "verify", "wire", "raft", "cluster"],
         default=None,
         help="one section",
     )
     parser.add_argument(
-        "--rates", default="500,1000,2000,3000,4000,5000", help="cluster load steps (tx/s)"
+        "--rates",
+        default="500,1000,2000,3000,3500,4000,4500,5000",
+        help="cluster load steps (tx/s)",
     )
     parser.add_argument("--members", type=int, default=3, choices=[3, 5])
     parser.add_argument("--step-seconds", type=float, default=5.0)
@@ -287,6 +321,8 @@ def main() -> None:
     if args.only in (None, "foundation"):
         results["foundation"] = bench_foundation(args.blocks, args.txs_per_block)
         show("foundation: store, audit and Ed25519", results["foundation"])
+    if args.only in (None, "verify"):
+        results["verify_pool"] = bench_verify_pool()
     if args.only in (None, "wire"):
         results["wire"] = bench_wire()
     if args.only in (None, "raft"):

@@ -771,16 +771,18 @@ class Cluster:
         return None
 
     async def statuses(self) -> dict[str, dict[str, Any] | None]:
-        """Every member's status, asked side by side."""
+        """Every member's status, asked side by side: of the members when asked (one
+        added or removed meanwhile is in the next answer, not half in this one)."""
+        names = self.names
         out: dict[str, dict[str, Any] | None] = {}
 
         async def one(name: str) -> None:
             out[name] = await self.status(name)
 
         async with trio.open_nursery() as nursery:
-            for name in self.names:
+            for name in names:
                 nursery.start_soon(one, name)
-        return {name: out[name] for name in self.names}
+        return {name: out[name] for name in names}
 
     def resources(self) -> dict[str, dict[str, Any]]:
         """Per live member: pid, resident memory (VmRSS, bytes) and CPU seconds

@@ -3,6 +3,7 @@ start, agree on a leader, kill, pause, wipe and catch up, export, audit, stop.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -212,3 +213,28 @@ def test_set_dial_rewrites_the_dial_table(tmp_path: Path) -> None:
         c.set_dial({"m0": {"m9": ("127.0.0.1", 9009)}})
     with pytest.raises(ClusterError, match="itself"):
         c.set_dial({"m0": {"m0": ("127.0.0.1", 9009)}})
+
+
+async def test_statuses_answer_for_the_members_asked_when_one_joins_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A membership change adopted while the members are being asked (netsim's sampler
+    # runs beside the admin step) must not break the answer: it was a KeyError once.
+    c = Cluster(tmp_path / "work", ClusterSpec(members=2, seed=fresh_seed()))
+    c.generate()
+    before = c.names
+    founding = c.network
+    grown = dataclasses.replace(
+        founding, members=(*founding.members, dataclasses.replace(founding.members[0], name="m9"))
+    )
+
+    async def status(name: str) -> dict[str, Any] | None:
+        c._network = grown  # the change lands while the first answers are awaited
+        await trio.lowlevel.checkpoint()
+        return {"name": name}
+
+    monkeypatch.setattr(c, "status", status)
+    answers = await c.statuses()
+    assert list(answers) == before == ["m0", "m1"]
+    assert answers == {n: {"name": n} for n in before}
+    assert "m9" in c.names  # and the next answer asks the new member too

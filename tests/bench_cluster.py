@@ -51,6 +51,8 @@ STEP_SECONDS = 5.0
 BATCH_INTERVAL_S = 0.02
 CLIENT_THREADS = 64
 WAIT_S = 10.0
+#: enough requests in flight to stay open-loop when every one waits its whole WAIT_S
+OVERLOAD_CLIENT_THREADS = int(WAIT_S / BATCH_INTERVAL_S) + CLIENT_THREADS
 KEEP_ALIVE_S = 4.0  # below hypercorn's 5 s keep-alive timeout, the API server's default
 _CLK = os.sysconf("SC_CLK_TCK")
 
@@ -88,9 +90,17 @@ def sign(cluster: Cluster, count: int, tag: str) -> list[Transaction]:
 
 
 def offer(
-    cluster: Cluster, txs: list[Transaction], rate: float, *, single: bool = False
+    cluster: Cluster,
+    txs: list[Transaction],
+    rate: float,
+    *,
+    single: bool = False,
+    threads: int = CLIENT_THREADS,
 ) -> Outcome:
-    """Offer ``txs`` open-loop at ``rate`` per second; see the module docstring."""
+    """Offer ``txs`` open-loop at ``rate`` per second; see the module docstring.
+    ``threads`` bounds the requests in flight: past saturation, when each waits up to
+    ``WAIT_S``, it must be at least ``WAIT_S / BATCH_INTERVAL_S`` or the load
+    generator slows down to the members' pace and stops being open-loop."""
     out = Outcome()
     lock = threading.Lock()
     names = cluster.names
@@ -178,7 +188,7 @@ def offer(
                 else:
                     out.codes[item.get("error", {}).get("code", "error")] += 1
 
-    with ThreadPoolExecutor(CLIENT_THREADS) as pool:
+    with ThreadPoolExecutor(threads) as pool:
         list(pool.map(send, range(len(groups))))
     return out
 
@@ -437,21 +447,17 @@ def overload(cluster: Cluster, rate: float, seconds: float) -> dict[str, Any]:
                 samples[n].append(memory_kib(p)["VmRSS"] / 1024)
             stop.wait(1.0)
 
+    # All signed first, then offered without a pause: signing between chunks would
+    # let the members drain their queues and hide the overload.
+    txs = sign(cluster, int(rate * seconds), "overload")
+    sent = {t.id for t in txs}
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    sent: set[bytes] = set()
-    acknowledged: set[bytes] = set()
-    codes: Counter[str] = Counter()
-    committed = 0
     started = time.monotonic()
-    chunk_s = 10.0
-    while time.monotonic() - started < seconds:
-        txs = sign(cluster, int(rate * chunk_s), f"overload-{time.monotonic_ns()}")
-        sent.update(t.id for t in txs)
-        outcome = offer(cluster, txs, rate)
-        acknowledged.update(outcome.committed_ids)
-        codes.update(outcome.codes)
-        committed += len(outcome.latencies)
+    outcome = offer(cluster, txs, rate, threads=OVERLOAD_CLIENT_THREADS)
+    acknowledged = set(outcome.committed_ids)
+    codes = outcome.codes
+    committed = len(outcome.latencies)
     elapsed = time.monotonic() - started
     stop.set()
     sampler.join()

@@ -37,6 +37,8 @@ async def test_a_flood_from_one_member_does_not_stop_the_others() -> None:
             delays: dict[str, list[float]] = {"m1": [], "m2": []}
             flooded = 0
             stop = trio.Event()
+            built_up = trio.Event()  # the flooder's own send queue has overflowed
+            heard_all = trio.Event()  # every calm message has arrived
 
             async def consume(me: PeerManager, count_from: str) -> None:
                 nonlocal flooded
@@ -47,6 +49,8 @@ async def test_a_flood_from_one_member_does_not_stop_the_others() -> None:
                     elif "sent_us" in got.message.body:
                         delay = (now_us() - got.message.body["sent_us"]) / 1e6
                         delays[me.name].append(delay)
+                        if min(len(d) for d in delays.values()) >= ROUNDS:
+                            heard_all.set()
 
             async def flood() -> None:
                 junk = Message(type="test.gossip", body={"junk": b"\x00" * 200})
@@ -54,6 +58,8 @@ async def test_a_flood_from_one_member_does_not_stop_the_others() -> None:
                 while not stop.is_set():
                     for _ in range(50):
                         outcomes.add(flooder.manager.send_nowait("m1", junk))
+                    if SendOutcome.SHED in outcomes:
+                        built_up.set()
                     await trio.lowlevel.checkpoint()  # let the others run between bursts
                 assert SendOutcome.SHED in outcomes  # the flooder's own queue overflowed
 
@@ -63,19 +69,19 @@ async def test_a_flood_from_one_member_does_not_stop_the_others() -> None:
                         dst, Message(type="test.consensus", body={"sent_us": now_us()})
                     )
                     assert outcome is SendOutcome.QUEUED
-                    await trio.sleep(0.01)
+                    await trio.sleep(0.01)  # the talkers' pace (a schedule, not a wait)
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(consume, victim.manager, "m0")
                 nursery.start_soon(consume, calm.manager, "m0")
                 nursery.start_soon(flood)
-                await trio.sleep(0.2)  # let the flood build up first
+                with trio.fail_after(5):
+                    await built_up.wait()  # talk only once the flood is on
                 with trio.fail_after(10):
                     async with trio.open_nursery() as talkers:
                         talkers.start_soon(talk, calm.manager, "m1")
                         talkers.start_soon(talk, victim.manager, "m2")
-                    while min(len(d) for d in delays.values()) < ROUNDS:
-                        await trio.sleep(0.01)
+                    await heard_all.wait()
                 stop.set()
                 nursery.cancel_scope.cancel()
 

@@ -85,10 +85,12 @@ async def test_a_port_in_use_is_a_clear_error(node: FakeNode) -> None:
         with warnings.catch_warnings():
             # hypercorn leaves the socket it failed to bind to the garbage collector
             warnings.simplefilter("ignore", ResourceWarning)
-            with pytest.RaisesGroup(refused), trio.fail_after(10):
+            with pytest.RaisesGroup(refused) as info, trio.fail_after(10):
                 async with trio.open_nursery() as nursery:
                     await nursery.start(serve_api, app, "127.0.0.1", port)
             gc.collect()
+        (error,) = info.value.exceptions
+        assert "in use" in str(error), str(error)  # says why, not only that it failed
 
 
 async def test_cancelling_the_nursery_stops_the_server(node: FakeNode) -> None:

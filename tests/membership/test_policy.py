@@ -161,7 +161,10 @@ def test_majority_is_more_than_half(n: int, m: int) -> None:
 def test_keys_that_are_no_admin_count_for_nothing() -> None:
     new = remove_member(BASE, "m2")
     strangers = [seeded_key(f"stranger-{i}") for i in range(5)]
-    refused(BASE, new, [ADMINS[0], *strangers, NET.user_keys[1], NET.node_keys[2]])
+    crowd = refused(BASE, new, [ADMINS[0], *strangers, NET.user_keys[1], NET.node_keys[2]])
+    alone = refused(BASE, new, [ADMINS[0]])
+    assert crowd.missing == alone.missing == ("m1", "m2")
+    assert str(crowd) == str(alone)  # the others added nothing, not even to the count
 
 
 def test_requirement_describes_itself() -> None:

@@ -28,11 +28,15 @@ async def members_up(c: Cluster) -> tuple[Node, Node]:
     return m0, m1
 
 
-async def refused(node: Node, reason: str, *, count: int = 1) -> None:
-    await wait_for(
-        lambda: node.metric("handshake_refusals_total", reason=reason, side="listener") >= count,
-        timeout=LIMIT,
-    )
+async def refused(node: Node, reason: str, *, count: int = 1) -> float:
+    """Wait until ``node`` has refused ``count`` handshakes for ``reason``; return how
+    many it has refused (a test asserts that it is no more than it caused)."""
+
+    def seen() -> float:
+        return node.metric("handshake_refusals_total", reason=reason, side="listener")
+
+    await wait_for(lambda: seen() >= count, timeout=LIMIT)
+    return seen()
 
 
 async def closed_by_node(stream: trio.abc.Stream) -> float:
@@ -72,7 +76,7 @@ async def test_wrong_protocol_version() -> None:
         stream = await trio.open_tcp_stream("127.0.0.1", m0.port)
         await stream.send_all(encode_hello(PROTOCOL_VERSION + 1, c.chain_id, b"\x09" * 32))
         await closed_by_node(stream)
-        await refused(m0, "wrong_protocol_version")
+        assert await refused(m0, "wrong_protocol_version") == 1
         await exchange(m0.manager, m1.manager)
         await stream.aclose()
 
@@ -83,7 +87,7 @@ async def test_low_order_point() -> None:
         stream = await trio.open_tcp_stream("127.0.0.1", m0.port)
         await stream.send_all(encode_hello(PROTOCOL_VERSION, c.chain_id, bytes(32)))
         await closed_by_node(stream)
-        await refused(m0, "low_order_point")
+        assert await refused(m0, "low_order_point") == 1
         await exchange(m0.manager, m1.manager)
         await stream.aclose()
 
@@ -129,7 +133,7 @@ async def test_replayed_transcript() -> None:
         replay = await trio.open_tcp_stream("127.0.0.1", m0.port)
         await replay.send_all(bytes(recorder.sent))
         await closed_by_node(replay)
-        await refused(m0, "replayed_transcript")
+        assert await refused(m0, "replayed_transcript") == 1
         await exchange(m0.manager, m1.manager)
         await replay.aclose()
 

@@ -320,6 +320,95 @@ def _short(frame: str) -> str:
     return f"{name} ({'/'.join(where.split('/')[-2:])})"
 
 
+def _step(
+    cluster: Cluster,
+    rate: int,
+    seconds: float,
+    tag: str,
+    *,
+    single: bool,
+    leader: str,
+    profile: Path | None,
+    sent: set[bytes],
+    acknowledged: set[bytes],
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One load step's row (and the leader's profile when ``profile`` is given)."""
+    txs = sign(cluster, int(rate * seconds), tag)
+    sent.update(t.id for t in txs)
+    pids = {n: p.pid for n, p in cluster.procs.items()}
+    cpu0 = {n: cpu_seconds(p) for n, p in pids.items()}
+    profiler = Profiler(pids[leader], seconds, profile) if profile is not None else None
+    started = time.monotonic()
+    outcome = offer(cluster, txs, rate, single=single)
+    elapsed = max(outcome.last_answer, started + seconds) - started
+    cpu = {n: (cpu_seconds(p) - cpu0[n]) / elapsed for n, p in pids.items()}
+    acknowledged.update(outcome.committed_ids)
+    lat = sorted(outcome.latencies)
+    row = {
+        "offered_per_s": rate,
+        "seconds": seconds,
+        "offered": len(txs),
+        "committed": len(lat),
+        "committed_per_s": len(lat) / elapsed,
+        "p50_s": quantile(lat, 0.50),
+        "p99_s": quantile(lat, 0.99),
+        "max_s": lat[-1] if lat else None,
+        "rejected": sum(
+            v
+            for c, v in outcome.codes.items()
+            if c != "commit_timeout" and not c.startswith("client_")
+        ),
+        "timed_out": outcome.codes.get("commit_timeout", 0),
+        "client_errors": sum(v for c, v in outcome.codes.items() if c.startswith("client_")),
+        "codes": dict(outcome.codes),
+        "cpu_cores": cpu,
+        "cpu_us_per_tx": 1e6 * sum(cpu.values()) * elapsed / len(lat) if lat else None,
+        "rss_mib": {n: memory_kib(p)["VmRSS"] / 1024 for n, p in pids.items()},
+        "leader": leader,
+    }
+    prof = None
+    if profiler is not None:
+        prof = profiler.finish()
+        prof["rate"] = rate
+    return row, prof
+
+
+def hold(
+    cluster: Cluster,
+    rows: list[dict[str, Any]],
+    seconds: float,
+    *,
+    leader: str,
+    single: bool,
+    sent: set[bytes],
+    acknowledged: set[bytes],
+    tries: int = 3,
+) -> dict[str, Any]:
+    """Hold the best sustained step's rate for ``seconds``: a short step can hide a
+    backlog that grows a little every second. If the hold is not sustained, the next
+    lower sustained rate is held, at most ``tries`` rates in all; the first one held
+    is the result."""
+    rates = sorted({r["offered_per_s"] for r in rows if sustained(r)}, reverse=True)
+    tried: list[dict[str, Any]] = []
+    for rate in rates[:tries]:
+        row, _ = _step(
+            cluster,
+            rate,
+            seconds,
+            f"hold-{rate}",
+            single=single,
+            leader=leader,
+            profile=None,
+            sent=sent,
+            acknowledged=acknowledged,
+        )
+        print("  hold " + _row_line(row).strip(), flush=True)
+        tried.append(row)
+        if sustained(row):
+            return {"seconds": seconds, "held": row, "tried": tried}
+    return {"seconds": seconds, "held": None, "tried": tried}
+
+
 def run_steps(
     rates: Iterable[int],
     *,
@@ -329,9 +418,11 @@ def run_steps(
     profile: Path | None = None,
     overload_s: float = 0.0,
     step_s: float = STEP_SECONDS,
+    hold_s: float = 0.0,
 ) -> dict[str, Any]:
-    """Every step's figures, the ledger check, and (with ``overload_s``) an overload
-    at twice the best sustainable rate."""
+    """Every step's figures, the ledger check, (with ``hold_s``) the best sustained
+    rate held that long, and (with ``overload_s``) an overload at twice the best
+    sustainable rate."""
     rates = list(rates)
     rows: list[dict[str, Any]] = []
     sent: set[bytes] = set()
@@ -346,47 +437,35 @@ def run_steps(
             leader = cluster.leader()
             term0 = {n: cluster.api(n).status()["term"] for n in cluster.names}
             for k, rate in enumerate(rates):
-                txs = sign(cluster, int(rate * step_s), f"{rate}-{k}")
-                sent.update(t.id for t in txs)
-                pids = {n: p.pid for n, p in cluster.procs.items()}
-                cpu0 = {n: cpu_seconds(p) for n, p in pids.items()}
-                profiler = None
-                if profile is not None and k == len(rates) - 1:
-                    profiler = Profiler(pids[leader], step_s, profile)
-                started = time.monotonic()
-                outcome = offer(cluster, txs, rate, single=single)
-                elapsed = max(outcome.last_answer, started + step_s) - started
-                cpu = {n: (cpu_seconds(p) - cpu0[n]) / elapsed for n, p in pids.items()}
-                acknowledged.update(outcome.committed_ids)
-                lat = sorted(outcome.latencies)
-                row = {
-                    "offered_per_s": rate,
-                    "offered": len(txs),
-                    "committed": len(lat),
-                    "committed_per_s": len(lat) / elapsed,
-                    "p50_s": quantile(lat, 0.50),
-                    "p99_s": quantile(lat, 0.99),
-                    "max_s": lat[-1] if lat else None,
-                    "rejected": sum(
-                        v
-                        for c, v in outcome.codes.items()
-                        if c != "commit_timeout" and not c.startswith("client_")
-                    ),
-                    "timed_out": outcome.codes.get("commit_timeout", 0),
-                    "client_errors": sum(
-                        v for c, v in outcome.codes.items() if c.startswith("client_")
-                    ),
-                    "codes": dict(outcome.codes),
-                    "cpu_cores": cpu,
-                    "rss_mib": {n: memory_kib(p)["VmRSS"] / 1024 for n, p in pids.items()},
-                    "leader": leader,
-                }
-                if profiler is not None:
-                    result["profile"] = profiler.finish()
-                    result["profile"]["rate"] = rate
+                last = k == len(rates) - 1
+                row, prof = _step(
+                    cluster,
+                    rate,
+                    step_s,
+                    f"{rate}-{k}",
+                    single=single,
+                    leader=leader,
+                    profile=profile if last else None,
+                    sent=sent,
+                    acknowledged=acknowledged,
+                )
+                if prof is not None:
+                    result["profile"] = prof
                 rows.append(row)
                 print(_row_line(row), flush=True)
+            if hold_s:
+                result["hold"] = hold(
+                    cluster,
+                    rows,
+                    hold_s,
+                    leader=leader,
+                    single=single,
+                    sent=sent,
+                    acknowledged=acknowledged,
+                )
             best = best_row(rows)
+            if hold_s:
+                best = result["hold"]["held"]
             if overload_s and best is not None:
                 result["overload"] = overload(cluster, 2 * best["offered_per_s"], overload_s)
                 sent.update(result["overload"].pop("sent"))

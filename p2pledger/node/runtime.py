@@ -620,11 +620,7 @@ class Node:
             deadline: float | None = None
             if self.mempool and self._accepting_blocks():
                 may, _ = self._cut_base()
-                stats = self.mempool.statistics()
-                waiting, size = stats.transactions, stats.bytes
-                for f in self._inflight:
-                    waiting -= sum(1 for i in f.ids if i in self.mempool)
-                    size -= f.size
+                waiting, size = self._waiting() if may else (0, 0)
                 if may and waiting > 0:
                     started = self._batch_started if self._batch_started is not None else now
                     full = waiting >= limits.max_transactions or size >= limits.max_bytes
@@ -638,6 +634,22 @@ class Node:
             else:
                 with trio.move_on_at(deadline):
                     await self._wake.wait()
+
+    def _waiting(self) -> tuple[int, int]:
+        """How many pooled transactions, and how many bytes of them, no block in flight
+        carries. A block in flight keeps its ids in the pool until it commits (the
+        commit removes both at once), so subtracting its id count spares the cutter a
+        pool lookup per id at every wake-up. Should an id have left the pool anyway,
+        that count is low, never high; when it leaves nothing, the lookups decide, so
+        a waiting transaction is never missed."""
+        stats = self.mempool.statistics()
+        inflight = self._inflight
+        waiting = stats.transactions - sum(len(f.ids) for f in inflight)
+        size = stats.bytes - sum(f.size for f in inflight)
+        if waiting <= 0 and inflight:
+            pool = self.mempool
+            waiting = stats.transactions - sum(sum(1 for i in f.ids if i in pool) for f in inflight)
+        return waiting, size
 
     def _cut_base(self) -> tuple[bool, bytes | None]:
         """Whether this member may cut a block now, and the block to build it on
@@ -896,16 +908,18 @@ class Node:
             accepted_at = self._accepted_at
             waiters = self._waiters
             observe = self.metrics.commit_latency.observe
+            height = block.height
             valid = 0
             for index, (tx_id, result) in enumerate(zip(ids, block.results, strict=True)):
                 recently.add(tx_id)
-                recent[tx_id] = (block.height, index, result)
+                recent[tx_id] = (height, index, result)
                 valid += result.valid
                 started = accepted_at.pop(tx_id, None)
                 if started is not None:
                     observe(now - started)
-                for waiter in waiters.pop(tx_id, ()):
-                    waiter.committed(tx_id)
+                if tx_id in waiters:
+                    for waiter in waiters.pop(tx_id):
+                        waiter.committed(tx_id)
             if valid:
                 self.metrics.committed_valid.inc(valid)
             if valid < len(ids):

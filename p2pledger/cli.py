@@ -26,6 +26,7 @@ from p2pledger.crypto import SigningKey, load_signing_key, write_signing_key
 from p2pledger.errors import NotFound, P2PLedgerError
 from p2pledger.ledger import Ledger
 from p2pledger.node import Node
+from p2pledger.node.gctune import tune_gc
 from p2pledger.node.systemd import notify
 from p2pledger.store import LedgerStore
 
@@ -185,6 +186,7 @@ def run(node_file: Path) -> None:
     log.bind(member=node_config.name)
     node = Node(node_config, network=network, config_file=node_file)
     log.add_live_fields(node.log_fields)
+    tune_gc()
     trio.run(_serve_until_signalled, node)
 
 

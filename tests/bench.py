@@ -208,6 +208,7 @@ def bench_cluster(args: argparse.Namespace) -> dict[str, Any]:
         overload_s=args.overload_seconds,
         step_s=args.step_seconds,
         hold_s=args.hold_seconds,
+        batch_s=args.batch_ms / 1000,
     )
     raw_after = ed25519_verify_rate(cores, 20_000)
     raw = (raw_before + raw_after) / 2
@@ -217,7 +218,10 @@ def bench_cluster(args: argparse.Namespace) -> dict[str, Any]:
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{1000 * v:,.0f}"
 
-    table = Table(title=f"{members} members on 127.0.0.1: open-loop load (B = {bound:,.0f} tx/s)")
+    table = Table(
+        title=f"{members} members on 127.0.0.1: open-loop load, a request every "
+        f"{args.batch_ms:g} ms (B = {bound:,.0f} tx/s)"
+    )
     for col in (
         "offered/s",
         "committed/s",
@@ -315,6 +319,12 @@ def main() -> None:
     )
     parser.add_argument("--members", type=int, default=3, choices=[3, 5])
     parser.add_argument("--step-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--batch-ms",
+        type=float,
+        default=20.0,
+        help="the load generator sends what is due every this many ms, as one request",
+    )
     parser.add_argument(
         "--hold-seconds",
         type=float,

@@ -51,8 +51,6 @@ STEP_SECONDS = 5.0
 BATCH_INTERVAL_S = 0.02
 CLIENT_THREADS = 64
 WAIT_S = 10.0
-#: enough requests in flight to stay open-loop when every one waits its whole WAIT_S
-OVERLOAD_CLIENT_THREADS = int(WAIT_S / BATCH_INTERVAL_S) + CLIENT_THREADS
 KEEP_ALIVE_S = 4.0  # below hypercorn's 5 s keep-alive timeout, the API server's default
 _CLK = os.sysconf("SC_CLK_TCK")
 
@@ -96,11 +94,13 @@ def offer(
     *,
     single: bool = False,
     threads: int = CLIENT_THREADS,
+    batch_s: float = BATCH_INTERVAL_S,
 ) -> Outcome:
     """Offer ``txs`` open-loop at ``rate`` per second; see the module docstring.
     ``threads`` bounds the requests in flight: past saturation, when each waits up to
-    ``WAIT_S``, it must be at least ``WAIT_S / BATCH_INTERVAL_S`` or the load
-    generator slows down to the members' pace and stops being open-loop."""
+    ``WAIT_S``, it must be at least ``WAIT_S / batch_s`` or the load generator
+    slows down to the members' pace and stops being open-loop. ``batch_s``: how
+    often what is due goes out as one request (a client's batching interval)."""
     out = Outcome()
     lock = threading.Lock()
     names = cluster.names
@@ -114,7 +114,7 @@ def offer(
         k = 0
         current: list[int] = []
         for i, t in enumerate(due):
-            while t >= start + (k + 1) * BATCH_INTERVAL_S:
+            while t >= start + (k + 1) * batch_s:
                 if current:
                     groups.append(current)
                     current = []
@@ -331,6 +331,7 @@ def _step(
     profile: Path | None,
     sent: set[bytes],
     acknowledged: set[bytes],
+    batch_s: float,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """One load step's row (and the leader's profile when ``profile`` is given)."""
     txs = sign(cluster, int(rate * seconds), tag)
@@ -339,7 +340,7 @@ def _step(
     cpu0 = {n: cpu_seconds(p) for n, p in pids.items()}
     profiler = Profiler(pids[leader], seconds, profile) if profile is not None else None
     started = time.monotonic()
-    outcome = offer(cluster, txs, rate, single=single)
+    outcome = offer(cluster, txs, rate, single=single, batch_s=batch_s)
     elapsed = max(outcome.last_answer, started + seconds) - started
     cpu = {n: (cpu_seconds(p) - cpu0[n]) / elapsed for n, p in pids.items()}
     acknowledged.update(outcome.committed_ids)
@@ -347,6 +348,7 @@ def _step(
     row = {
         "offered_per_s": rate,
         "seconds": seconds,
+        "batch_ms": 1000 * batch_s,
         "offered": len(txs),
         "committed": len(lat),
         "committed_per_s": len(lat) / elapsed,
@@ -382,6 +384,7 @@ def hold(
     single: bool,
     sent: set[bytes],
     acknowledged: set[bytes],
+    batch_s: float,
     tries: int = 3,
 ) -> dict[str, Any]:
     """Hold the best sustained step's rate for ``seconds``: a short step can hide a
@@ -401,6 +404,7 @@ def hold(
             profile=None,
             sent=sent,
             acknowledged=acknowledged,
+            batch_s=batch_s,
         )
         print("  hold " + _row_line(row).strip(), flush=True)
         tried.append(row)
@@ -419,6 +423,7 @@ def run_steps(
     overload_s: float = 0.0,
     step_s: float = STEP_SECONDS,
     hold_s: float = 0.0,
+    batch_s: float = BATCH_INTERVAL_S,
 ) -> dict[str, Any]:
     """Every step's figures, the ledger check, (with ``hold_s``) the best sustained
     rate held that long, and (with ``overload_s``) an overload at twice the best
@@ -448,6 +453,7 @@ def run_steps(
                     profile=profile if last else None,
                     sent=sent,
                     acknowledged=acknowledged,
+                    batch_s=batch_s,
                 )
                 if prof is not None:
                     result["profile"] = prof
@@ -462,12 +468,15 @@ def run_steps(
                     single=single,
                     sent=sent,
                     acknowledged=acknowledged,
+                    batch_s=batch_s,
                 )
             best = best_row(rows)
             if hold_s:
                 best = result["hold"]["held"]
             if overload_s and best is not None:
-                result["overload"] = overload(cluster, 2 * best["offered_per_s"], overload_s)
+                result["overload"] = overload(
+                    cluster, 2 * best["offered_per_s"], overload_s, batch_s=batch_s
+                )
                 sent.update(result["overload"].pop("sent"))
                 acknowledged.update(result["overload"].pop("acknowledged"))
             term1 = {n: cluster.api(n).status()["term"] for n in cluster.names}
@@ -512,7 +521,9 @@ def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(ok, key=lambda r: r["offered_per_s"]) if ok else None
 
 
-def overload(cluster: Cluster, rate: float, seconds: float) -> dict[str, Any]:
+def overload(
+    cluster: Cluster, rate: float, seconds: float, *, batch_s: float = BATCH_INTERVAL_S
+) -> dict[str, Any]:
     """Offer ``rate`` (twice what is sustainable) for ``seconds``: the term must not
     move, 503s must appear instead of growth, and RSS must stay bounded."""
     pids = {n: p.pid for n, p in cluster.procs.items()}
@@ -533,7 +544,8 @@ def overload(cluster: Cluster, rate: float, seconds: float) -> dict[str, Any]:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     started = time.monotonic()
-    outcome = offer(cluster, txs, rate, threads=OVERLOAD_CLIENT_THREADS)
+    threads = int(WAIT_S / batch_s) + CLIENT_THREADS  # (see ``offer``)
+    outcome = offer(cluster, txs, rate, threads=threads, batch_s=batch_s)
     acknowledged = set(outcome.committed_ids)
     codes = outcome.codes
     committed = len(outcome.latencies)

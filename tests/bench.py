@@ -256,7 +256,7 @@ def bench_cluster(args: argparse.Namespace) -> dict[str, Any]:
         )
     console.print(table)
     best = best_cluster_row(rows)
-    held = result.get("hold", {}).get("held") if "hold" in result else best
+    held = result["hold"]["held"] if "hold" in result else best
     # the latency target is p50 at half the best sustained rate (the held one
     # when a hold ran): the step nearest it
     target = held or best

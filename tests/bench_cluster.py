@@ -342,7 +342,8 @@ def _step(
     started = time.monotonic()
     outcome = offer(cluster, txs, rate, single=single, batch_s=batch_s)
     elapsed = max(outcome.last_answer, started + seconds) - started
-    cpu = {n: (cpu_seconds(p) - cpu0[n]) / elapsed for n, p in pids.items()}
+    cpu_s = {n: cpu_seconds(p) - cpu0[n] for n, p in pids.items()}
+    cpu = {n: v / elapsed for n, v in cpu_s.items()}
     acknowledged.update(outcome.committed_ids)
     lat = sorted(outcome.latencies)
     row = {
@@ -364,7 +365,7 @@ def _step(
         "client_errors": sum(v for c, v in outcome.codes.items() if c.startswith("client_")),
         "codes": dict(outcome.codes),
         "cpu_cores": cpu,
-        "cpu_us_per_tx": 1e6 * sum(cpu.values()) * elapsed / len(lat) if lat else None,
+        "cpu_us_per_tx": 1e6 * sum(cpu_s.values()) / len(lat) if lat else None,
         "rss_mib": {n: memory_kib(p)["VmRSS"] / 1024 for n, p in pids.items()},
         "leader": leader,
     }

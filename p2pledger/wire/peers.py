@@ -111,6 +111,10 @@ class PeerStatistics:
     session: bytes | None
     queued_consensus: int
     queued_gossip: int
+    #: a dial to this peer is in progress (connecting or in its handshake)
+    dialing: bool = False
+    #: connections from this peer admitted by our verdict and not yet attached
+    incoming: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -489,6 +493,8 @@ class PeerManager:
                 session=p.conn.channel.transcript if p.conn is not None else None,
                 queued_consensus=p.queue.depth(Lane.CONSENSUS)[0],
                 queued_gossip=p.queue.depth(Lane.GOSSIP)[0],
+                dialing=p.dialing is not None,
+                incoming=p.incoming,
             )
             for p in self._peers.values()
         )

@@ -81,8 +81,24 @@ async def test_five_members_form_a_mesh_of_single_connections() -> None:
             for b in managers:
                 senders = sorted([(await b.receive()).message.body["src"] for _ in range(4)])
                 assert senders == sorted(m.name for m in managers if m is not b)
-        await trio.sleep(0.3)  # any late duplicate would show up as a changed session
+        # Quiet: no dial in progress and no admitted connection waiting anywhere, so
+        # every dial loop is parked until a disconnect and no duplicate can still
+        # arrive. The sessions seen then are the ones the mesh settled on.
+        sessions = {(a.name, b.name): a.session_with(b.name) for a in managers for b in managers}
+
+        def quiet() -> bool:
+            return all(
+                not p.dialing and p.incoming == 0 for m in managers for p in m.statistics().peers
+            )
+
+        await wait_for(quiet)
         assert settled()
+        assert {
+            (a.name, b.name): a.session_with(b.name) for a in managers for b in managers
+        } == sessions
+        for node in c.nodes.values():
+            for peer in c.nodes:
+                assert node.metric("disconnects_total", peer=peer, reason="replaced") == 0
 
 
 async def test_reconnect_after_a_peer_restarts_and_queued_messages_survive() -> None:

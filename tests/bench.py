@@ -205,6 +205,7 @@ def bench_cluster(args: argparse.Namespace) -> dict[str, Any]:
         verify_threads=args.verify_threads,
         single=args.single,
         profile=RESULTS / "leader-profile.txt" if args.profile else None,
+        perf=RESULTS / "perf.data" if args.perf else None,
         overload_s=args.overload_seconds,
         step_s=args.step_seconds,
         hold_s=args.hold_seconds,
@@ -294,6 +295,19 @@ def bench_cluster(args: argparse.Namespace) -> dict[str, Any]:
             {k: v for k, v in result["overload"].items() if not isinstance(v, dict)},
         )
         console.print(result["overload"])
+    top = result["steps"][-1] if result["steps"] else {}
+    if "cpu_breakdown" in top:
+        breakdown = top["cpu_breakdown"]
+        rate = top["offered_per_s"]
+        if "error" in breakdown:
+            console.print(f"[yellow]no CPU breakdown: {breakdown['error']}[/yellow]")
+        else:
+            show(
+                f"machine CPU at {rate}/s by process (% of samples)",
+                breakdown["percent_by_process"],
+            )
+            show(f"members' CPU at {rate}/s by thread job", breakdown["all_members_by_job"])
+            show(f"members' CPU at {rate}/s by code", breakdown["all_members_by_code"])
     if "profile" in result:
         show(
             f"leader profile at {result['profile'].get('rate')}/s: self % of samples",
@@ -338,6 +352,11 @@ def main() -> None:
         "--single", action="store_true", help="one transaction a request (no batches)"
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the leader at the top rate")
+    parser.add_argument(
+        "--perf",
+        action="store_true",
+        help="perf record the whole machine at the top rate: CPU by process, thread job and code",
+    )
     parser.add_argument(
         "--overload-seconds",
         type=float,

@@ -44,6 +44,7 @@ from p2pledger import config
 from p2pledger.chain import Transaction
 from p2pledger.membership import BlockLimits
 from p2pledger.store import LedgerStore
+from tests.bench_perf import PerfRecorder
 from tests.factory import GENESIS_TIME_MS
 from tests.node.cluster import Cluster, wait_until
 
@@ -332,13 +333,17 @@ def _step(
     sent: set[bytes],
     acknowledged: set[bytes],
     batch_s: float,
+    perf: Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """One load step's row (and the leader's profile when ``profile`` is given)."""
+    """One load step's row (and the leader's profile when ``profile`` is given;
+    with ``perf``, the whole machine's CPU by process, thread job and code, in the
+    row's ``cpu_breakdown``)."""
     txs = sign(cluster, int(rate * seconds), tag)
     sent.update(t.id for t in txs)
     pids = {n: p.pid for n, p in cluster.procs.items()}
     cpu0 = {n: cpu_seconds(p) for n, p in pids.items()}
     profiler = Profiler(pids[leader], seconds, profile) if profile is not None else None
+    recorder = PerfRecorder(seconds, perf) if perf is not None else None
     started = time.monotonic()
     outcome = offer(cluster, txs, rate, single=single, batch_s=batch_s)
     elapsed = max(outcome.last_answer, started + seconds) - started
@@ -369,6 +374,9 @@ def _step(
         "rss_mib": {n: memory_kib(p)["VmRSS"] / 1024 for n, p in pids.items()},
         "leader": leader,
     }
+    if recorder is not None:
+        roles = {pid: name for name, pid in pids.items()} | {os.getpid(): "load generator"}
+        row["cpu_breakdown"] = recorder.finish(roles, members=list(pids))
     prof = None
     if profiler is not None:
         prof = profiler.finish()
@@ -421,6 +429,7 @@ def run_steps(
     verify_threads: int = 0,
     single: bool = False,
     profile: Path | None = None,
+    perf: Path | None = None,
     overload_s: float = 0.0,
     step_s: float = STEP_SECONDS,
     hold_s: float = 0.0,
@@ -455,6 +464,7 @@ def run_steps(
                     sent=sent,
                     acknowledged=acknowledged,
                     batch_s=batch_s,
+                    perf=perf if last else None,
                 )
                 if prof is not None:
                     result["profile"] = prof

@@ -41,7 +41,7 @@ bench: $(STAMP)
 # The cluster under rising load, then a minute at twice the best sustainable rate
 # (the term must not change; RSS and 503s are reported), with a profile of the leader.
 bench-long: $(STAMP)
-	$(BIN)/python -m tests.bench --only cluster --profile --overload-seconds 60
+	$(BIN)/python -m tests.bench --only cluster --profile --perf --overload-seconds 60
 
 sim: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow tests/raft $(PYTEST_ARGS)

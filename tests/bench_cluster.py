@@ -52,6 +52,7 @@ STEP_SECONDS = 5.0
 BATCH_INTERVAL_S = 0.02
 CLIENT_THREADS = 64
 WAIT_S = 10.0
+HOLD_GRAIN = 250  # tx/s: the hold's rates between steps are multiples of this
 KEEP_ALIVE_S = 4.0  # below hypercorn's 5 s keep-alive timeout, the API server's default
 _CLK = os.sysconf("SC_CLK_TCK")
 
@@ -397,12 +398,14 @@ def hold(
     tries: int = 3,
 ) -> dict[str, Any]:
     """Hold the best sustained step's rate for ``seconds``: a short step can hide a
-    backlog that grows a little every second. If the hold is not sustained, the next
-    lower sustained rate is held, at most ``tries`` rates in all; the first one held
-    is the result."""
-    rates = sorted({r["offered_per_s"] for r in rows if sustained(r)}, reverse=True)
+    backlog that grows a little every second. If the hold is not sustained, the
+    next rate tried is halfway down to the next lower sustained step (the steps are
+    coarse, and the knee is often between them), and with one try left that step
+    itself; at most ``tries`` rates in all, and the first one held is the result."""
+    below = sorted({r["offered_per_s"] for r in rows if sustained(r)}, reverse=True)
     tried: list[dict[str, Any]] = []
-    for rate in rates[:tries]:
+    rate: int | None = below[0] if below else None
+    while rate is not None and len(tried) < tries:
         row, _ = _step(
             cluster,
             rate,
@@ -419,7 +422,22 @@ def hold(
         tried.append(row)
         if sustained(row):
             return {"seconds": seconds, "held": row, "tried": tried}
+        rate = next_hold_rate(rate, below, tries - len(tried))
     return {"seconds": seconds, "held": None, "tried": tried}
+
+
+def next_hold_rate(failed: int, sustained_rates: Iterable[int], left: int) -> int | None:
+    """The rate to hold after ``failed`` did not hold: halfway (rounded down to a
+    multiple of ``HOLD_GRAIN``) to the next lower of ``sustained_rates`` while more
+    than one try is ``left``, else that lower rate; None when there is none."""
+    lower = max((r for r in sustained_rates if r < failed), default=None)
+    if lower is None or left < 1:
+        return None
+    if left > 1:
+        mid = (failed + lower) // 2 // HOLD_GRAIN * HOLD_GRAIN
+        if lower < mid < failed:
+            return mid
+    return lower
 
 
 def run_steps(

@@ -1,4 +1,5 @@
-"""The benchmark's whole-machine CPU breakdown, from ``perf script`` text."""
+"""The benchmark's pure helpers: the whole-machine CPU breakdown from ``perf script``
+text, and the rates a failed hold tries next."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import random
 
 import pytest
 
+from tests.bench_cluster import next_hold_rate
 from tests.bench_perf import summarize_perf
 
 SODIUM = "/venv/lib/python3.11/site-packages/nacl/_sodium.abi3.so"
@@ -63,3 +65,14 @@ def test_samples_split_by_process_thread_job_and_code() -> None:
 @pytest.mark.parametrize("text", ["", "garbage\nmore garbage"])
 def test_no_samples_says_so(text: str) -> None:
     assert summarize_perf(text, {1: "m0"}, members=["m0"]) == {"error": "perf recorded no samples"}
+
+
+def test_a_failed_hold_tries_halfway_down_then_the_lower_step() -> None:
+    steps = [500, 1000, 2000, 3000]
+    assert next_hold_rate(3000, steps, left=2) == 2500
+    assert next_hold_rate(2500, steps, left=1) == 2000  # the last try: a sustained step
+    assert next_hold_rate(2500, steps, left=2) == 2250
+    assert next_hold_rate(2250, steps, left=2) == 2000  # no multiple of 250 in between
+    assert next_hold_rate(1000, steps, left=2) == 750
+    assert next_hold_rate(500, steps, left=2) is None  # nothing sustained below
+    assert next_hold_rate(3000, steps, left=0) is None

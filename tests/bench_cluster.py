@@ -207,10 +207,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def memory_kib(pid: int) -> dict[str, int]:
+    """Resident memory (``VmRSS``, its peak ``VmHWM``) and its two parts: ``RssAnon``
+    (the heap: mempool, queues, caches) and ``RssFile`` (mapped files, mostly the
+    LMDB map, which grows with the ledger and is page cache the kernel can reclaim)."""
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
+        if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
             out[key] = int(value.split()[0])
     return out
 
@@ -554,16 +557,23 @@ def overload(
     cluster: Cluster, rate: float, seconds: float, *, batch_s: float = BATCH_INTERVAL_S
 ) -> dict[str, Any]:
     """Offer ``rate`` (twice what is sustainable) for ``seconds``: the term must not
-    move, 503s must appear instead of growth, and RSS must stay bounded."""
+    move, 503s must appear instead of growth, and RSS must stay bounded: the heap
+    (``anon``) by the mempool's and queues' limits; the mapped ledger (``file``)
+    grows with what commits, as the ledger on disk does."""
     pids = {n: p.pid for n, p in cluster.procs.items()}
     term0 = {n: cluster.api(n).status()["term"] for n in cluster.names}
     samples: dict[str, list[float]] = {n: [] for n in pids}
+    anon: dict[str, list[float]] = {n: [] for n in pids}
+    mapped: dict[str, list[float]] = {n: [] for n in pids}
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
             for n, p in pids.items():
-                samples[n].append(memory_kib(p)["VmRSS"] / 1024)
+                kib = memory_kib(p)
+                samples[n].append(kib["VmRSS"] / 1024)
+                anon[n].append(kib["RssAnon"] / 1024)
+                mapped[n].append(kib["RssFile"] / 1024)
             stop.wait(1.0)
 
     # All signed first, then offered without a pause: signing between chunks would
@@ -591,6 +601,12 @@ def overload(
         "terms": {"before": term0, "after": term1},
         "rss_mib_max": {n: max(v) for n, v in samples.items() if v},
         "rss_mib_last": {n: v[-1] for n, v in samples.items() if v},
+        "anon_mib_first": {n: v[0] for n, v in anon.items() if v},
+        "anon_mib_max": {n: max(v) for n, v in anon.items() if v},
+        "anon_mib_last": {n: v[-1] for n, v in anon.items() if v},
+        "anon_mib_every_10s": {n: [round(x) for x in v[::10]] for n, v in anon.items()},
+        "file_mib_first": {n: v[0] for n, v in mapped.items() if v},
+        "file_mib_max": {n: max(v) for n, v in mapped.items() if v},
         "sent": sent,
         "acknowledged": acknowledged,
     }

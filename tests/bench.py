@@ -306,8 +306,10 @@ def bench_cluster(args: argparse.Namespace) -> dict[str, Any]:
                 f"machine CPU at {rate}/s by process (% of samples)",
                 breakdown["percent_by_process"],
             )
-            show(f"members' CPU at {rate}/s by thread job", breakdown["all_members_by_job"])
-            show(f"members' CPU at {rate}/s by code", breakdown["all_members_by_code"])
+            jobs = breakdown["all_members_by_job"]
+            show(f"members' CPU at {rate}/s by thread job (% of the machine's samples)", jobs)
+            codes = breakdown["all_members_by_code"]
+            show(f"members' CPU at {rate}/s by code (% of the machine's samples)", codes)
     if "profile" in result:
         show(
             f"leader profile at {result['profile'].get('rate')}/s: self % of samples",

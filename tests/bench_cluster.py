@@ -562,19 +562,17 @@ def overload(
     grows with what commits, as the ledger on disk does."""
     pids = {n: p.pid for n, p in cluster.procs.items()}
     term0 = {n: cluster.api(n).status()["term"] for n in cluster.names}
-    samples: dict[str, list[float]] = {n: [] for n in pids}
-    anon: dict[str, list[float]] = {n: [] for n in pids}
-    mapped: dict[str, list[float]] = {n: [] for n in pids}
+    readings: dict[str, list[dict[str, int]]] = {n: [] for n in pids}  # one a second
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
             for n, p in pids.items():
-                kib = memory_kib(p)
-                samples[n].append(kib["VmRSS"] / 1024)
-                anon[n].append(kib["RssAnon"] / 1024)
-                mapped[n].append(kib["RssFile"] / 1024)
+                readings[n].append(memory_kib(p))
             stop.wait(1.0)
+
+    def mib(key: str) -> dict[str, list[float]]:
+        return {n: [r[key] / 1024 for r in rs] for n, rs in readings.items() if rs}
 
     # All signed first, then offered without a pause: signing between chunks would
     # let the members drain their queues and hide the overload.
@@ -592,6 +590,7 @@ def overload(
     stop.set()
     sampler.join()
     term1 = {n: cluster.api(n).status()["term"] for n in cluster.names}
+    rss, anon, mapped = mib("VmRSS"), mib("RssAnon"), mib("RssFile")
     return {
         "offered_per_s": rate,
         "seconds": elapsed,
@@ -599,14 +598,14 @@ def overload(
         "codes": dict(codes),
         "term_same": term0 == term1,
         "terms": {"before": term0, "after": term1},
-        "rss_mib_max": {n: max(v) for n, v in samples.items() if v},
-        "rss_mib_last": {n: v[-1] for n, v in samples.items() if v},
-        "anon_mib_first": {n: v[0] for n, v in anon.items() if v},
-        "anon_mib_max": {n: max(v) for n, v in anon.items() if v},
-        "anon_mib_last": {n: v[-1] for n, v in anon.items() if v},
+        "rss_mib_max": {n: max(v) for n, v in rss.items()},
+        "rss_mib_last": {n: v[-1] for n, v in rss.items()},
+        "anon_mib_first": {n: v[0] for n, v in anon.items()},
+        "anon_mib_max": {n: max(v) for n, v in anon.items()},
+        "anon_mib_last": {n: v[-1] for n, v in anon.items()},
         "anon_mib_every_10s": {n: [round(x) for x in v[::10]] for n, v in anon.items()},
-        "file_mib_first": {n: v[0] for n, v in mapped.items() if v},
-        "file_mib_max": {n: max(v) for n, v in mapped.items() if v},
+        "file_mib_first": {n: v[0] for n, v in mapped.items()},
+        "file_mib_max": {n: max(v) for n, v in mapped.items()},
         "sent": sent,
         "acknowledged": acknowledged,
     }

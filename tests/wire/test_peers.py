@@ -8,6 +8,7 @@ import itertools
 import pytest
 import structlog
 import trio
+import trio.testing
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from p2pledger.membership import Network
@@ -165,7 +166,8 @@ async def test_a_member_that_stops_reading_is_disconnected_when_its_queue_fills(
         with trio.fail_after(10):
             while outcome is SendOutcome.QUEUED:
                 outcome = node.manager.send_nowait("m1", big)
-                await trio.sleep(0.001)
+                # let the writer move what it can into the socket before the next one
+                await trio.testing.wait_all_tasks_blocked()
             await node.manager.wait_disconnected("m1")
         assert outcome is SendOutcome.DISCONNECTED
         assert node.metric("disconnects_total", peer="m1", reason="send_queue_full") == 1

@@ -5,9 +5,9 @@ its report, verdict first; the exit code is 0 on PASS, 1 on FAIL (or when the ru
 could not be carried out) and 2 for a mistake in the command line or the scenario.
 Ctrl-C stops a run with every member and relay (exit 130; SIGTERM and SIGHUP
 likewise, exit 143). ``netsim up`` keeps a cluster running behind relays until
-``netsim down``; ``status``, ``partition``, ``heal``, ``kill``, ``restart``, ``pause``,
-``resume`` and ``latency`` act on it through its control socket (``netsim.control``),
-and exit 1 when no cluster answers, 2 when it refuses the command.
+``netsim down`` or Ctrl-C (exit 0); ``status``, ``partition``, ``heal``, ``kill``,
+``restart``, ``pause``, ``resume`` and ``latency`` act on it through its control
+socket (``netsim.control``), and exit 1 when no cluster answers, 2 when it refuses the command.
 
 Every expected failure is one ``error: ...`` message on stderr, never a traceback.
 """
@@ -98,6 +98,9 @@ def _trio_run(fn: Callable[[], Any], what: str) -> Any:
             click.echo(f"\ninterrupted: {what} stopped, every member and relay with it", err=True)
             sys.exit(EXIT_INTERRUPTED)
         terminated = _find(exc, (_Terminated,))
+        if terminated is not None and str(terminated) == signal.SIGINT.name:
+            click.echo(f"\ninterrupted: {what} stopped, every member and relay with it", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         if terminated is not None:
             click.echo(f"{terminated}: {what} stopped, every member and relay with it", err=True)
             sys.exit(EXIT_TERMINATED)
@@ -108,17 +111,21 @@ def _trio_run(fn: Callable[[], Any], what: str) -> Any:
 
 
 class _Terminated(Exception):
-    """SIGTERM or SIGHUP arrived: the run was cancelled and cleaned up."""
+    """SIGINT, SIGTERM or SIGHUP arrived: the run was cancelled and cleaned up."""
 
 
 async def _until_terminated(work: Coroutine[Any, Any, _T]) -> _T:
-    """Await ``work``; SIGTERM or SIGHUP cancel it (so every member and relay is
-    stopped on the way out, as for Ctrl-C) and raise _Terminated."""
+    """Await ``work``; SIGINT (Ctrl-C), SIGTERM or SIGHUP cancel it, so every member
+    and relay is stopped on the way out, and raise _Terminated naming the signal.
+
+    Ctrl-C is received here like the others rather than left to trio's
+    KeyboardInterrupt, which is raised wherever the main thread happens to be and
+    can be lost there (a run once went on to its end after Ctrl-C)."""
     done: list[_T] = []
     signalled: list[int] = []
 
     async def watch(scope: trio.CancelScope) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
             async for number in signals:
                 signalled.append(number)
                 scope.cancel()

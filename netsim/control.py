@@ -427,8 +427,8 @@ async def serve_up(
     *,
     ready: Callable[[Cluster, Path], None] = lambda cluster, path: None,
 ) -> None:
-    """Run ``netsim up`` in ``workdir`` until ``down``, SIGTERM/SIGHUP or cancellation
-    (Ctrl-C); every daemon and relay is stopped on the way out. ``ready`` is called
+    """Run ``netsim up`` in ``workdir`` until ``down``, Ctrl-C, SIGTERM, SIGHUP or
+    cancellation; every daemon and relay is stopped on the way out. ``ready`` is called
     once the cluster has a leader and the socket listens."""
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -474,7 +474,8 @@ async def serve_up(
 
 
 async def _watch_signals(down: trio.Event) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+    """Ctrl-C, SIGTERM and SIGHUP take the cluster down as ``netsim down`` does."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for _ in signals:
             down.set()
             return

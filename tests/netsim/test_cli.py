@@ -237,3 +237,30 @@ def test_netsim_up_partition_heal_down(tmp_path: Path) -> None:
             up.kill()
             up.communicate()
         kill_leftovers(pids)
+
+
+def test_ctrl_c_takes_netsim_up_down(tmp_path: Path) -> None:
+    up = netsim(tmp_path, "up", "--members", "1")
+    pids: list[int] = []
+    try:
+        lines = Lines(up)
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            line = lines.next(deadline)
+            assert line is not None, "netsim up ended before it was ready"
+            if line.startswith("ready"):
+                break
+        work = (tmp_path / "netsim-work" / "current").resolve()
+        pids = member_pids(work)
+        assert len(pids) == 1
+        up.send_signal(signal.SIGINT)
+        code, out, err = finish(up)
+        assert code == 0, err
+        assert "down: every member and relay stopped" in out and "Traceback" not in err
+        assert gone(pids[0]), f"member pid {pids[0]} survived Ctrl-C"
+        assert not (work / "control.sock").exists()
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.communicate()
+        kill_leftovers(pids)

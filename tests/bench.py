@@ -153,12 +153,13 @@ def bench_wire() -> dict[str, Any]:
 
 def bench_verify_pool(count: int = 6000) -> dict[str, Any]:
     """One member's entry checks (decode, signer, Ed25519) through its verification
-    pool with 1, 2, ... threads: does a member use more cores when it has them?"""
+    pool with 1, 2, ... threads, and on the event loop's thread (0, worker_threads off):
+    does a member use more cores when it has them?"""
     net = TestNetwork(n=3)
     chain_id = net.chain_id
     raws = [net.tx(i + 1, user=i % net.n).raw for i in range(count)]
     out: dict[str, Any] = {}
-    for threads in range(1, (os.cpu_count() or 1) + 1):
+    for threads in range(0, (os.cpu_count() or 1) + 1):
 
         async def run(threads: int = threads) -> float:
             verifier = Verifier(threads=threads, cache_size=2 * count)
@@ -173,7 +174,9 @@ def bench_verify_pool(count: int = 6000) -> dict[str, Any]:
                 assert all(isinstance(t, Transaction) for t in checked)
             return count / (time.perf_counter() - started)
 
-        out[f"checks_per_s_{threads}_threads"] = trio.run(run)
+        out[f"checks_per_s_{threads}_threads" if threads else "checks_per_s_on_loop"] = trio.run(
+            run
+        )
     out["speedup_all_threads"] = (
         out[f"checks_per_s_{os.cpu_count() or 1}_threads"] / out["checks_per_s_1_threads"]
     )
@@ -193,6 +196,17 @@ def bench_raft() -> dict[str, Any]:
     return out
 
 
+def _worker_threads(choice: str, members: int, cores: int, verify_threads: int) -> bool:
+    """The members' ``worker_threads``: as asked, or (auto) off when they outnumber the
+    cores, so that no member has a core to spare for its threads (on when verification
+    threads are asked for)."""
+    if choice == "auto":
+        return members <= cores or verify_threads > 0
+    if choice == "off" and verify_threads:
+        raise SystemExit("--verify-threads needs worker threads; drop --worker-threads off")
+    return choice == "on"
+
+
 def bench_cluster(args: argparse.Namespace) -> dict[str, Any]:
     """Members as processes under rising open-loop load, against the bound B."""
     cores = os.cpu_count() or 1
@@ -203,6 +217,7 @@ def bench_cluster(args: argparse.Namespace) -> dict[str, Any]:
         [int(r) for r in args.rates.split(",")],
         members=members,
         verify_threads=args.verify_threads,
+        worker_threads=_worker_threads(args.worker_threads, members, cores, args.verify_threads),
         single=args.single,
         profile=RESULTS / "leader-profile.txt" if args.profile else None,
         perf=RESULTS / "perf.data" if args.perf else None,
@@ -221,7 +236,8 @@ def bench_cluster(args: argparse.Namespace) -> dict[str, Any]:
 
     table = Table(
         title=f"{members} members on 127.0.0.1: open-loop load, a request every "
-        f"{args.batch_ms:g} ms (B = {bound:,.0f} tx/s)"
+        f"{args.batch_ms:g} ms, worker threads {'on' if result['worker_threads'] else 'off'} "
+        f"(B = {bound:,.0f} tx/s)"
     )
     for col in (
         "offered/s",
@@ -349,6 +365,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--verify-threads", type=int, default=0, help="node.toml verify_threads (0: one per core)"
+    )
+    parser.add_argument(
+        "--worker-threads",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="node.toml worker_threads: checks and block apply in threads (on) or on each "
+        "member's event loop (off); auto: off when the members outnumber the cores",
     )
     parser.add_argument(
         "--single", action="store_true", help="one transaction a request (no batches)"

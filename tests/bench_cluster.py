@@ -218,11 +218,12 @@ def memory_kib(pid: int) -> dict[str, int]:
     return out
 
 
-def set_verify_threads(cluster: Cluster, threads: int) -> None:
+def set_limits(cluster: Cluster, **changes: Any) -> None:
+    """Change every member's node.toml ``[limits]`` (before the members start)."""
     for name in cluster.names:
         path = cluster.root / name / "node.toml"
         node = config.load_node(path)
-        limits = dataclasses.replace(node.limits, verify_threads=threads)
+        limits = dataclasses.replace(node.limits, **changes)
         node = dataclasses.replace(node, limits=limits)
         path.write_text(config.node_to_toml(node, relative_to=path.parent))
 
@@ -448,6 +449,7 @@ def run_steps(
     *,
     members: int = 3,
     verify_threads: int = 0,
+    worker_threads: bool = True,
     single: bool = False,
     profile: Path | None = None,
     perf: Path | None = None,
@@ -463,12 +465,15 @@ def run_steps(
     rows: list[dict[str, Any]] = []
     sent: set[bytes] = set()
     acknowledged: set[bytes] = set()
-    result: dict[str, Any] = {"members": members, "verify_threads": verify_threads}
+    result: dict[str, Any] = {
+        "members": members,
+        "verify_threads": verify_threads,
+        "worker_threads": worker_threads,
+    }
     with tempfile.TemporaryDirectory(prefix="p2pledger-bench-") as tmp:
         cluster = Cluster(Path(tmp), n=members, limits=BlockLimits())
         try:
-            if verify_threads:
-                set_verify_threads(cluster, verify_threads)
+            set_limits(cluster, verify_threads=verify_threads, worker_threads=worker_threads)
             cluster.start_all()
             leader = cluster.leader()
             term0 = {n: cluster.api(n).status()["term"] for n in cluster.names}

@@ -1118,3 +1118,16 @@ def test_verify_threads_is_read_and_zero_means_one_per_core() -> None:
     )
     problem = only_problem(node_doc() | {"limits": {"verify_threads": -1}}, node=True)
     assert problem.key == "limits.verify_threads"
+
+
+def test_worker_threads_is_a_boolean_and_off_leaves_no_verify_threads_to_set() -> None:
+    doc = node_doc() | {"limits": {"worker_threads": False}}
+    node = parse_node(tomli_w.dumps(doc), source=NODE_SRC, base_dir=BASE)
+    assert node.limits.worker_threads is False
+    again = parse_node(node_to_toml(node, relative_to=BASE), source=NODE_SRC, base_dir=BASE)
+    assert again.limits == node.limits
+    problem = only_problem(node_doc() | {"limits": {"worker_threads": "no"}}, node=True)
+    assert problem.key == "limits.worker_threads" and "true or false" in problem.reason
+    both = node_doc() | {"limits": {"worker_threads": False, "verify_threads": 2}}
+    problem = only_problem(both, node=True)
+    assert problem.key == "limits.verify_threads" and "worker_threads = false" in problem.reason

@@ -79,6 +79,11 @@ class NodeLimits:
     handshake_timeout_s: float = 5.0
     #: Threads that verify transactions' signatures (0: one per core).
     verify_threads: int = 0
+    #: Entry checks and block building and applying run in worker threads, so that a
+    #: member uses more than one core. False runs them on the event loop's thread:
+    #: less CPU per transaction where the member's cores are busy with other members
+    #: anyway (several members on one machine, as netsim and the benchmark run them).
+    worker_threads: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,6 +129,7 @@ _DEFAULT_DATA_DIR: Final = "data"
 _GENERATED: Final = "<node_to_toml>"
 _TIMEOUT: Final = "handshake_timeout_s"
 _THREADS: Final = "verify_threads"
+_WORKERS: Final = "worker_threads"
 _E = TypeVar("_E", bound=enum.StrEnum)
 _NAME: Final = re.compile(NAME_PATTERN)
 _HEADER: Final = (
@@ -336,14 +342,22 @@ def _read_limits(t: Table | None) -> NodeLimits | None:
     ints = {
         k: t.integer(k, default=getattr(d, k), minimum=0 if k == _THREADS else 1)
         for k in _LIMIT_KEYS
-        if k != _TIMEOUT
+        if k not in (_TIMEOUT, _WORKERS)
     }
     timeout = t.number(_TIMEOUT, default=d.handshake_timeout_s)
+    workers = _read_bool(t, _WORKERS, default=d.worker_threads)
     values = {k: v for k, v in ints.items() if v is not None}
-    if timeout is None or len(values) != len(ints):
+    if timeout is None or workers is None or len(values) != len(ints):
         return None
     tx = values["max_tx_bytes"]
     ok = True
+    if not workers and values[_THREADS]:
+        t.problem(
+            _THREADS,
+            f"is {values[_THREADS]}, but worker_threads = false checks signatures on the "
+            "event loop's thread; remove one of the two settings",
+        )
+        ok = False
     for bound in ("max_frame_bytes", "mempool_max_bytes"):
         if tx > values[bound]:
             t.problem(
@@ -351,4 +365,4 @@ def _read_limits(t: Table | None) -> NodeLimits | None:
                 f"{tx} is more than {bound} ({values[bound]}); one transaction must fit in it",
             )
             ok = False
-    return NodeLimits(**values, handshake_timeout_s=timeout) if ok else None
+    return NodeLimits(**values, handshake_timeout_s=timeout, worker_threads=workers) if ok else None

@@ -28,11 +28,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections import OrderedDict
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, TypeVarTuple
 
 import structlog
 import trio
@@ -95,6 +95,9 @@ from p2pledger.store.raft_log import RaftLog
 from p2pledger.wire import Delivery, Message, PeerManager, TransportConfig
 
 __all__ = ["Node", "NodeDiverged", "NodeSettings"]
+
+_T = TypeVar("_T")
+_Args = TypeVarTuple("_Args")
 
 _SYNC_BYTES = 2 * 1024 * 1024
 #: How many of its blocks a leader has proposed and not yet applied at most: it cuts
@@ -197,8 +200,9 @@ class Node:
             max_transactions=limits.mempool_max_txs, max_bytes=limits.mempool_max_bytes
         )
         self.seen = SeenCache(4 * limits.mempool_max_txs)
+        self._in_loop = not limits.worker_threads
         self.verifier = Verifier(
-            threads=limits.verify_threads or default_verify_threads(),
+            threads=0 if self._in_loop else limits.verify_threads or default_verify_threads(),
             cache_size=4 * limits.mempool_max_txs,
         )
         self._recently_committed = SeenCache(4 * limits.mempool_max_txs)
@@ -210,7 +214,9 @@ class Node:
         self.transport_port: int | None = None
         self._ledger_lock = trio.Lock()
         #: Worker threads of the ordering path (Raft's writes, building and applying
-        #: blocks), apart from trio's shared ones that client reads use.
+        #: blocks), apart from trio's shared ones that client reads use. With
+        #: ``worker_threads`` off only Raft's writes use them (an fsync stays off the
+        #: loop; moving it on saved little).
         self._core_threads = trio.CapacityLimiter(2)
         #: Where recently committed transactions are, with their verdicts, so that
         #: answering a client that waited for one reads no block from the store.
@@ -704,9 +710,7 @@ class Node:
             term = self.ordering.statistics().term
             before = self.ledger.network
             try:
-                block, after, stale = await trio.to_thread.run_sync(
-                    self._build, txs, term, base, limiter=self._core_threads
-                )
+                block, after, stale = await self._on_core_thread(self._build, txs, term, base)
             except NotPipelinable as exc:
                 self._log.info("block.pipeline.reset", error=str(exc))
                 self._inflight.clear()
@@ -765,6 +769,14 @@ class Node:
                 )
             )
 
+    async def _on_core_thread(self, fn: Callable[[*_Args], _T], *args: *_Args) -> _T:
+        """``fn(*args)`` in an ordering worker thread, or on the loop's own thread when
+        ``worker_threads`` is off (the ledger lock keeps either from racing a commit)."""
+        if self._in_loop:
+            await trio.lowlevel.checkpoint()
+            return fn(*args)
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._core_threads)
+
     def _build(
         self, txs: list[Transaction], term: int, base: bytes | None = None
     ) -> tuple[Block | None, Network | None, list[bytes]]:
@@ -803,9 +815,7 @@ class Node:
             return
         verified = self.verifier.verified
         async with self._ledger_lock:
-            committed = await trio.to_thread.run_sync(
-                self._apply_sync, blocks, verified, limiter=self._core_threads
-            )
+            committed = await self._on_core_thread(self._apply_sync, blocks, verified)
         self._after_commit(committed)
 
     def _apply_sync(
@@ -1162,9 +1172,7 @@ class Node:
                 raise BadMessage("sync.blocks holds [raft_index, block] pairs")
             parsed.append((item[0], Block.decode(item[1])))
         async with self._ledger_lock:
-            committed = await trio.to_thread.run_sync(
-                self._apply_synced, parsed, limiter=self._core_threads
-            )
+            committed = await self._on_core_thread(self._apply_synced, parsed)
         self._after_commit(committed)
         self._log.info(
             "catchup.progress", peer=peer, height=self.ledger.tip.height if self.ledger else 0

@@ -20,7 +20,7 @@ def forged(tx: Transaction) -> bytes:
     return codec.encode({"body": tx.body, "sig": bytes(64)})
 
 
-@pytest.mark.parametrize("threads", [1, 2, 4])
+@pytest.mark.parametrize("threads", [0, 1, 2, 4])
 async def test_results_keep_their_order_and_verified_ids_are_remembered(threads: int) -> None:
     net = TestNetwork(n=3)
     txs = [net.tx(n, user=n % 3) for n in range(1, 101)]
@@ -84,14 +84,52 @@ async def test_no_more_threads_verify_at_once_than_configured() -> None:
     assert peak == 2
 
 
-def test_threads_must_be_positive_and_default_to_the_cores() -> None:
+def test_threads_must_not_be_negative_and_default_to_the_cores() -> None:
     with pytest.raises(ValueError):
-        Verifier(threads=0, cache_size=10)
+        Verifier(threads=-1, cache_size=10)
     assert default_verify_threads() >= 1
     assert NodeLimits().verify_threads == 0  # 0: one per core
+    assert NodeLimits().worker_threads  # threads unless the member is told otherwise
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+async def test_with_no_threads_the_checks_run_on_the_loop_and_let_it_in() -> None:
+    net = TestNetwork(n=3)
+    txs = [net.tx(n) for n in range(1, 601)]  # five slices
+    verifier = Verifier(threads=0, cache_size=1000)
+    original = trio.to_thread.run_sync
+    offloaded: list[object] = []
+    ticks = 0
+
+    async def recording(*args: object, **kw: object) -> object:
+        offloaded.append(args[0])
+        return await original(*args, **kw)  # type: ignore[arg-type]
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.lowlevel.checkpoint()
+
+    trio.to_thread.run_sync = recording  # type: ignore[assignment]
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ticker)
+            await trio.lowlevel.checkpoint()
+            before = ticks
+            checked, _ = await verifier.check(
+                [t.raw for t in txs], chain_id=net.chain_id, network=net.network, max_tx_bytes=65536
+            )
+            during = ticks - before
+            nursery.cancel_scope.cancel()
+    finally:
+        trio.to_thread.run_sync = original
+    assert [c.id for c in checked if isinstance(c, Transaction)] == [t.id for t in txs]
+    assert offloaded == []
+    # the loop ran the other task between the slices (at most once in one go)
+    assert during >= 3
+
+
+@pytest.mark.parametrize("threads", [0, 1, 2])
 async def test_a_batch_gives_each_transaction_the_code_check_entry_gives_it(threads: int) -> None:
     # The pool checks a chunk's signatures after all its other checks: the code of a
     # transaction with several faults must still be the one the single check gives.

@@ -12,18 +12,20 @@ from __future__ import annotations
 import random
 import shutil
 from pathlib import Path
+from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
-from p2pledger.config import NodeConfig
+from p2pledger.config import NodeConfig, NodeLimits
 from p2pledger.ledger import Ledger
 from p2pledger.node import Environment, Node, NodeSettings
 from tests.factory import GENESIS_TIME_MS, TestNetwork
 from tests.node.memnet import MemoryNetwork
 
 
-async def run_network(tmp: Path, seed: int) -> list[list[bytes]]:
+async def run_network(tmp: Path, seed: int, worker_threads: bool = True) -> list[list[bytes]]:
     net = TestNetwork(n=3)
     memnet = MemoryNetwork()
     wall = iter(range(GENESIS_TIME_MS, GENESIS_TIME_MS + 10**9, 7))
@@ -35,6 +37,7 @@ async def run_network(tmp: Path, seed: int) -> list[list[bytes]]:
             key_file=tmp / f"{member.name}.key",
             data_dir=tmp / member.name / "data",
             listen=member.address,
+            limits=NodeLimits(worker_threads=worker_threads),
         )
         env = Environment(net=memnet, rng=random.Random(seed * 10 + i), wall_ms=lambda: next(wall))
         nodes.append(
@@ -77,15 +80,32 @@ async def run_network(tmp: Path, seed: int) -> list[list[bytes]]:
     return chains
 
 
-def test_three_members_on_mock_clock_commit_and_agree(tmp_path: Path) -> None:
+@pytest.mark.parametrize("worker_threads", [True, False], ids=["threads", "in-loop"])
+def test_three_members_on_mock_clock_commit_and_agree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, worker_threads: bool
+) -> None:
     seed = 7
+    offloaded: list[str] = []
+    original = trio.to_thread.run_sync
+
+    async def recording(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        offloaded.append(getattr(fn, "__qualname__", repr(fn)))
+        return await original(fn, *args, **kwargs)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", recording)
     clock = trio.testing.MockClock(autojump_threshold=0.05)
-    chains = trio.run(run_network, tmp_path / "a", seed, clock=clock)
+    chains = trio.run(run_network, tmp_path / "a", seed, worker_threads, clock=clock)
     assert len(chains[0]) >= 2, "no block was committed"
     assert chains[0] == chains[1] == chains[2]
+    # checks, building and applying blocks run in threads only when asked to
+    ordering_work = {"Node._build", "Node._apply_sync", "Verifier.check.<locals>.work"}
+    assert (ordering_work <= set(offloaded)) is worker_threads, sorted(set(offloaded))
+    assert ordering_work.isdisjoint(offloaded) is not worker_threads
 
 
-async def wiped_member_catches_up(tmp: Path) -> tuple[list[bytes], list[bytes], int]:
+async def wiped_member_catches_up(
+    tmp: Path, worker_threads: bool = True
+) -> tuple[list[bytes], list[bytes], int]:
     """Commit enough that the leader compacts its Raft log, wipe a follower, and let
     it come back: it must catch up by fetching blocks (the ledger is the snapshot)."""
     net = TestNetwork(n=3)
@@ -100,6 +120,7 @@ async def wiped_member_catches_up(tmp: Path) -> tuple[list[bytes], list[bytes], 
             key_file=tmp / "unused.key",
             data_dir=tmp / member.name / "data",
             listen=member.address,
+            limits=NodeLimits(worker_threads=worker_threads),
         )
         env = Environment(net=memnet, rng=random.Random(100 + i))
         return Node(cfg, env=env, settings=settings, network=net.network, key=net.node_keys[i])
@@ -132,10 +153,13 @@ async def wiped_member_catches_up(tmp: Path) -> tuple[list[bytes], list[bytes], 
     return leader_chain, follower_chain, first_index
 
 
-def test_a_wiped_member_catches_up_from_blocks_after_compaction(tmp_path: Path) -> None:
+@pytest.mark.parametrize("worker_threads", [True, False], ids=["threads", "in-loop"])
+def test_a_wiped_member_catches_up_from_blocks_after_compaction(
+    tmp_path: Path, worker_threads: bool
+) -> None:
     clock = trio.testing.MockClock(autojump_threshold=0.05)
     leader_chain, follower_chain, first_index = trio.run(
-        wiped_member_catches_up, tmp_path, clock=clock
+        wiped_member_catches_up, tmp_path, worker_threads, clock=clock
     )
     assert first_index > 1, "the leader never compacted, so catch-up from blocks was not tested"
     assert follower_chain == leader_chain[: len(follower_chain)]

@@ -399,7 +399,7 @@ def hold(
     sent: set[bytes],
     acknowledged: set[bytes],
     batch_s: float,
-    tries: int = 3,
+    tries: int = 5,
 ) -> dict[str, Any]:
     """Hold the best sustained step's rate for ``seconds``: a short step can hide a
     backlog that grows a little every second. If the hold is not sustained, the
@@ -509,7 +509,12 @@ def run_steps(
                 )
             best = best_row(rows)
             if hold_s:
-                best = result["hold"]["held"]
+                # twice the rate held; if none held, twice the lowest one tried, so
+                # that the overload still runs past what the members sustain
+                tried = result["hold"]["tried"]
+                best = result["hold"]["held"] or min(
+                    tried, key=lambda r: r["offered_per_s"], default=None
+                )
             if overload_s and best is not None:
                 result["overload"] = overload(
                     cluster, 2 * best["offered_per_s"], overload_s, batch_s=batch_s

@@ -178,6 +178,8 @@ class ClusterSpec:
     #: Members generated beyond the founding ones (m{members}..), not in network.toml
     #: and not started: a scenario adds them.
     spares: int = 0
+    #: Every member's node.toml ``[limits] worker_threads``.
+    worker_threads: bool = True
 
     @property
     def total(self) -> int:
@@ -419,13 +421,16 @@ class Cluster:
                 founding=i < n,
             )
         self._init_all({k: v for k, v in infos.items() if v.founding})
+
+        def settle(doc: dict[str, Any]) -> None:
+            doc.setdefault("log", {}).update(format="json")
+            if not spec.worker_threads:
+                doc.setdefault("limits", {}).update(worker_threads=False)
+
         for info in infos.values():
-            if info.founding:
-                _edit_node_toml(
-                    info.node_file, lambda d: d.setdefault("log", {}).update(format="json")
-                )
-            else:
+            if not info.founding:
                 _write_joining_node_toml(info)
+            _edit_node_toml(info.node_file, settle)
         self._members = infos
         self._network = self._founding = network
         self._chain_id = chain_id_of(network)

@@ -815,6 +815,7 @@ def cluster_spec(scenario: Scenario) -> ClusterSpec:
         chain_name=f"netsim-{scenario.name}",
         seed=scenario.seed,
         spares=c.spares,
+        worker_threads=c.worker_threads,
     )
 
 

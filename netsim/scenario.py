@@ -179,6 +179,9 @@ class ClusterConfig:
     max_transactions: int = 500
     batch_timeout_ms: int = 50
     spares: int = 0
+    #: The members' node.toml ``[limits] worker_threads``: false runs their checks and
+    #: block work on each one's event loop (members sharing the machine's cores).
+    worker_threads: bool = True
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -491,6 +494,15 @@ class _Table:
             return None
         return value
 
+    def boolean(self, key: str, *, default: bool) -> bool | None:
+        value = self.raw(key, required=False)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.problem(key, f"expected true or false, got {_describe(value)}")
+            return None
+        return value
+
     def integer(self, key: str, *, default: int | None = None, minimum: int = 1) -> int | None:
         value = self.raw(key, required=default is None)
         if value is None:
@@ -573,7 +585,14 @@ class _Table:
 
 _TOP: Final = ("scenario", "cluster", "regions", "latency", "workload", "faults", "nemesis")
 _SCENARIO: Final = ("name", "description", "duration_s", "seed", "recovery_bound_s")
-_CLUSTER: Final = ("members", "observers", "max_transactions", "batch_timeout_ms", "spares")
+_CLUSTER: Final = (
+    "members",
+    "observers",
+    "max_transactions",
+    "batch_timeout_ms",
+    "spares",
+    "worker_threads",
+)
 _WORKLOAD: Final = ("rate", "clients", "transfer", "start_s", "wait_timeout_s", "members")
 _FAULT: Final = (
     "at_s",
@@ -686,13 +705,14 @@ class _Reader:
         max_tx = t.integer("max_transactions", default=500)
         batch = t.integer("batch_timeout_ms", default=50)
         spares = t.integer("spares", default=0, minimum=0)
+        workers = t.boolean("worker_threads", default=True)
         if members is not None and spares is not None and members + spares > _MAX_MEMBERS:
             key = "spares" if spares else "members"
             t.problem(key, f"at most {_MAX_MEMBERS} members (spares included) run on one machine")
             return None
         if members is None or observers is None or max_tx is None or batch is None:
             return None
-        if spares is None:
+        if spares is None or workers is None:
             return None
         if observers >= members:
             t.problem("observers", f"{observers} of {members} members leaves no voter")
@@ -703,6 +723,7 @@ class _Reader:
             max_transactions=max_tx,
             batch_timeout_ms=batch,
             spares=spares,
+            worker_threads=workers,
         )
 
     def placement(

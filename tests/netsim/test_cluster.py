@@ -238,3 +238,14 @@ async def test_statuses_answer_for_the_members_asked_when_one_joins_meanwhile(
     assert list(answers) == before == ["m0", "m1"]
     assert answers == {n: {"name": n} for n in before}
     assert "m9" in c.names  # and the next answer asks the new member too
+
+
+@pytest.mark.parametrize("worker_threads", [True, False])
+def test_generate_writes_the_worker_threads_setting(tmp_path: Path, worker_threads: bool) -> None:
+    spec = ClusterSpec(members=2, spares=1, seed=3, worker_threads=worker_threads)
+    c = Cluster(tmp_path / "work", spec)
+    c.generate()
+    for name in ("m0", "m1", "m2"):  # the founding members and the spare
+        node = config.load_node(c.member(name).node_file)
+        assert node.limits.worker_threads is worker_threads, name
+        assert node.log.format.value == "json"

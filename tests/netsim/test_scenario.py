@@ -414,3 +414,11 @@ def test_spares_may_have_a_region_and_need_none() -> None:
     scenario = parse_scenario(text)
     assert scenario.placement.regions["m4"] == "eu"
     assert "m3" not in scenario.placement.regions
+
+
+def test_worker_threads_is_a_cluster_boolean_that_defaults_to_on() -> None:
+    assert parse_scenario(HEAD, source="t.toml").cluster.worker_threads is True
+    off = parse_scenario(HEAD + "\n[cluster]\nworker_threads = false\n", source="t.toml")
+    assert off.cluster.worker_threads is False
+    found = problems(HEAD + '\n[cluster]\nworker_threads = "off"\n')
+    assert "true or false" in found["cluster.worker_threads"]

@@ -180,19 +180,23 @@ def test_ctrl_c_and_sigterm_stop_every_member(
         kill_leftovers(pids)
 
 
+def until_ready(up: subprocess.Popen[bytes]) -> list[str]:
+    """The lines ``netsim up`` prints up to its "ready" line, that one included."""
+    lines = Lines(up)
+    deadline = time.monotonic() + DEADLINE_S
+    seen: list[str] = []
+    while not seen or not seen[-1].startswith("ready"):
+        line = lines.next(deadline)
+        assert line is not None, "netsim up ended before it was ready:\n" + "\n".join(seen)
+        seen.append(line)
+    return seen
+
+
 def test_netsim_up_partition_heal_down(tmp_path: Path) -> None:
     up = netsim(tmp_path, "up", "--members", "3")
     pids: list[int] = []
     try:
-        lines = Lines(up)
-        deadline = time.monotonic() + DEADLINE_S
-        seen: list[str] = []
-        while True:
-            line = lines.next(deadline)
-            assert line is not None, "netsim up ended early:\n" + "\n".join(seen)
-            seen.append(line)
-            if line.startswith("ready"):
-                break
+        seen = until_ready(up)
         assert [s.split()[0] for s in seen[:3]] == ["m0", "m1", "m2"]
         assert all("http://127.0.0.1:" in s for s in seen[:3])
         current = tmp_path / "netsim-work" / "current"
@@ -243,13 +247,7 @@ def test_ctrl_c_takes_netsim_up_down(tmp_path: Path) -> None:
     up = netsim(tmp_path, "up", "--members", "1")
     pids: list[int] = []
     try:
-        lines = Lines(up)
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
-            line = lines.next(deadline)
-            assert line is not None, "netsim up ended before it was ready"
-            if line.startswith("ready"):
-                break
+        until_ready(up)
         work = (tmp_path / "netsim-work" / "current").resolve()
         pids = member_pids(work)
         assert len(pids) == 1

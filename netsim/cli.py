@@ -94,11 +94,9 @@ def _trio_run(fn: Callable[[], Any], what: str) -> Any:
     try:
         return trio.run(fn)
     except BaseException as exc:
-        if _find(exc, (KeyboardInterrupt,)) is not None:
-            click.echo(f"\ninterrupted: {what} stopped, every member and relay with it", err=True)
-            sys.exit(EXIT_INTERRUPTED)
         terminated = _find(exc, (_Terminated,))
-        if terminated is not None and str(terminated) == signal.SIGINT.name:
+        ctrl_c = terminated is not None and str(terminated) == signal.SIGINT.name
+        if ctrl_c or _find(exc, (KeyboardInterrupt,)) is not None:
             click.echo(f"\ninterrupted: {what} stopped, every member and relay with it", err=True)
             sys.exit(EXIT_INTERRUPTED)
         if terminated is not None:

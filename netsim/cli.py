@@ -95,7 +95,7 @@ def _trio_run(fn: Callable[[], Any], what: str) -> Any:
         return trio.run(fn)
     except BaseException as exc:
         terminated = _find(exc, (_Terminated,))
-        ctrl_c = terminated is not None and str(terminated) == signal.SIGINT.name
+        ctrl_c = isinstance(terminated, _Terminated) and terminated.signal == signal.SIGINT
         if ctrl_c or _find(exc, (KeyboardInterrupt,)) is not None:
             click.echo(f"\ninterrupted: {what} stopped, every member and relay with it", err=True)
             sys.exit(EXIT_INTERRUPTED)
@@ -109,7 +109,12 @@ def _trio_run(fn: Callable[[], Any], what: str) -> Any:
 
 
 class _Terminated(Exception):
-    """SIGINT, SIGTERM or SIGHUP arrived: the run was cancelled and cleaned up."""
+    """SIGINT, SIGTERM or SIGHUP arrived (``signal``; None: the run was cancelled
+    otherwise): the run was cancelled and cleaned up."""
+
+    def __init__(self, signal_number: int | None) -> None:
+        self.signal = None if signal_number is None else signal.Signals(signal_number)
+        super().__init__(self.signal.name if self.signal is not None else "cancelled")
 
 
 async def _until_terminated(work: Coroutine[Any, Any, _T]) -> _T:
@@ -134,7 +139,7 @@ async def _until_terminated(work: Coroutine[Any, Any, _T]) -> _T:
         done.append(await work)
         nursery.cancel_scope.cancel()
     if signalled or not done:
-        raise _Terminated(signal.Signals(signalled[0]).name if signalled else "cancelled")
+        raise _Terminated(signalled[0] if signalled else None)
     return done[0]
 
 

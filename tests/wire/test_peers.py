@@ -182,7 +182,8 @@ async def test_sessions_are_renewed_before_the_nonce_runs_out_without_loss() -> 
             await a.wait_connected()
         for i in range(40):
             a.send_nowait("m1", consensus(i=i))
-            await trio.sleep(0)
+            # the writer sends each before the next, so renewals fall mid-stream
+            await trio.testing.wait_all_tasks_blocked()
         with trio.fail_after(10):
             got = [(await b.receive()).message.body["i"] for _ in range(40)]
         assert got == list(range(40))

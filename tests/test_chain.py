@@ -30,6 +30,7 @@ from p2pledger.chain import (
 )
 from p2pledger.chain.block import HEADER_TYPE
 from p2pledger.chain.genesis import NotFoundingNetwork
+from p2pledger.chain.merkle import root as merkle_root
 from p2pledger.chain.tx import MAX_TX_SIZE, TX_TYPE
 from p2pledger.chain.validation import REASONS
 from p2pledger.crypto import SigningKey
@@ -240,6 +241,29 @@ def test_block_round_trip_and_hash(net: Net) -> None:
         assert Header.decode(block.header_bytes) == block.header
         assert block.header.tx_root == tx_root(block.txs)
         assert block.header.results_root == results_root(block.results)
+
+
+def test_block_encoding_is_kept_not_carried_into_a_changed_copy(net: Net) -> None:
+    block = list(net.chain(1))[1]
+    data = block.encode()
+    assert block.encode() is data  # encoded once, to propose, send and store
+    decoded = Block.decode(bytes(data))
+    assert decoded.encode() == data  # the bytes it came from, which are canonical
+    fresh = Block(block.header, block.header_bytes, block.sig, block.txs, block.results)
+    assert fresh.encode() == data  # the kept bytes are what encoding would give
+    changed = dataclasses.replace(decoded, sig=bytes(64))
+    assert changed.encode() != data
+    assert Block.decode(changed.encode()).sig == bytes(64)
+
+
+def test_results_root_is_per_position(net: Net) -> None:
+    bad = TxResult(False, "unknown fund")
+    roots = {
+        results_root(order)
+        for order in ([VALID, VALID, bad], [VALID, bad, VALID], [bad, VALID, VALID])
+    }
+    assert len(roots) == 3
+    assert results_root([VALID, bad]) == merkle_root([VALID.encode(), bad.encode()])
 
 
 def test_block_json_view(net: Net) -> None:

@@ -169,6 +169,9 @@ class Block:
     txs: tuple[bytes, ...]
     results: tuple[TxResult, ...]
     hash: bytes = field(init=False)
+    #: The block's encoding, once known: a block is encoded to be proposed, sent and
+    #: stored, and decoded blocks keep the bytes they came from (canonical, checked).
+    _encoded: bytes | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hash", hashlib.sha256(self.header_bytes).digest())
@@ -191,15 +194,19 @@ class Block:
         return cls(header, header_bytes, sig, tuple(txs), tuple(results))
 
     def encode(self) -> bytes:
-        return codec.encode(
-            {  # (in canonical key order, which spares the encoder a sort)
-                "sig": self.sig,
-                "txs": list(self.txs),
-                "header": self.header_bytes,
-                "results": [r.to_value() for r in self.results],
-            },
-            limits=BLOCK_LIMITS,
-        )
+        if self._encoded is None:
+            encoded = codec.encode(
+                {  # (in canonical key order, which spares the encoder a sort)
+                    "sig": self.sig,
+                    "txs": list(self.txs),
+                    "header": self.header_bytes,
+                    "results": [r.to_value() for r in self.results],
+                },
+                limits=BLOCK_LIMITS,
+            )
+            object.__setattr__(self, "_encoded", encoded)
+            return encoded
+        return self._encoded
 
     @classmethod
     def decode(cls, data: bytes, *, limits: codec.CodecLimits = BLOCK_LIMITS) -> Block:
@@ -218,7 +225,9 @@ class Block:
         if not isinstance(results, list):
             raise InvalidBlock("malformed_block", "results must be a list")
         header = Header.decode(header_bytes)
-        return cls(header, header_bytes, sig, tuple(txs), tuple(map(TxResult.from_value, results)))
+        block = cls(header, header_bytes, sig, tuple(txs), tuple(map(TxResult.from_value, results)))
+        object.__setattr__(block, "_encoded", data)  # canonical: ``codec.decode`` checked
+        return block
 
     def proposer_key(self) -> PublicKey:
         return PublicKey(self.header.proposer)
@@ -278,4 +287,5 @@ def tx_root(txs: Sequence[bytes]) -> bytes:
 
 def results_root(results: Sequence[TxResult]) -> bytes:
     """RFC 6962 root over the verdicts' encodings."""
-    return merkle.root([r.encode() for r in results])
+    encodings = {r: r.encode() for r in set(results)}  # a block has few distinct verdicts
+    return merkle.root([encodings[r] for r in results])

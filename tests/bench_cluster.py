@@ -53,6 +53,7 @@ BATCH_INTERVAL_S = 0.02
 CLIENT_THREADS = 64
 WAIT_S = 10.0
 HOLD_GRAIN = 250  # tx/s: the hold's rates between steps are multiples of this
+HOLD_MARGIN = 0.95  # after a failed hold, try at most this share of what it committed
 KEEP_ALIVE_S = 4.0  # below hypercorn's 5 s keep-alive timeout, the API server's default
 _CLK = os.sysconf("SC_CLK_TCK")
 
@@ -405,7 +406,8 @@ def hold(
     backlog that grows a little every second. If the hold is not sustained, the
     next rate tried is halfway down to the next lower sustained step (the steps are
     coarse, and the knee is often between them), and with one try left that step
-    itself; at most ``tries`` rates in all, and the first one held is the result."""
+    itself, but never more than the failed hold could commit (``next_hold_rate``);
+    at most ``tries`` rates in all, and the first one held is the result."""
     below = sorted({r["offered_per_s"] for r in rows if sustained(r)}, reverse=True)
     tried: list[dict[str, Any]] = []
     rate: int | None = below[0] if below else None
@@ -426,22 +428,40 @@ def hold(
         tried.append(row)
         if sustained(row):
             return {"seconds": seconds, "held": row, "tried": tried}
-        rate = next_hold_rate(rate, below, tries - len(tried))
+        rate = next_hold_rate(
+            rate, below, tries - len(tried), committed_per_s=row["committed_per_s"]
+        )
     return {"seconds": seconds, "held": None, "tried": tried}
 
 
-def next_hold_rate(failed: int, sustained_rates: Iterable[int], left: int) -> int | None:
+def next_hold_rate(
+    failed: int,
+    sustained_rates: Iterable[int],
+    left: int,
+    *,
+    committed_per_s: float | None = None,
+) -> int | None:
     """The rate to hold after ``failed`` did not hold: halfway (rounded down to a
     multiple of ``HOLD_GRAIN``) to the next lower of ``sustained_rates`` while more
-    than one try is ``left``, else that lower rate; None when there is none."""
-    lower = max((r for r in sustained_rates if r < failed), default=None)
-    if lower is None or left < 1:
+    than one try is ``left``, else that lower rate; None when there is none or no
+    try is left. A hold that fell behind committed what the cluster could do at
+    that point, and the ledger only grows: so the rate is also at most
+    ``HOLD_MARGIN`` of the failed hold's ``committed_per_s`` (rounded down), and
+    that cap is tried even below every sustained step. A load that is not
+    absorbed would otherwise spend the tries a little under it, far above what holds."""
+    if left < 1:
         return None
-    if left > 1:
+    lower = max((r for r in sustained_rates if r < failed), default=None)
+    rate = lower
+    if lower is not None and left > 1:
         mid = (failed + lower) // 2 // HOLD_GRAIN * HOLD_GRAIN
         if lower < mid < failed:
-            return mid
-    return lower
+            rate = mid
+    if committed_per_s is not None:
+        cap = int(committed_per_s * HOLD_MARGIN) // HOLD_GRAIN * HOLD_GRAIN
+        if HOLD_GRAIN <= cap < failed and (rate is None or cap < rate):
+            rate = cap
+    return rate
 
 
 def run_steps(

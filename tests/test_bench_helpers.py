@@ -76,3 +76,16 @@ def test_a_failed_hold_tries_halfway_down_then_the_lower_step() -> None:
     assert next_hold_rate(1000, steps, left=2) == 750
     assert next_hold_rate(500, steps, left=2) is None  # nothing sustained below
     assert next_hold_rate(3000, steps, left=0) is None
+
+
+def test_a_failed_hold_is_followed_by_at_most_what_it_committed() -> None:
+    steps = [1000, 2000, 3000, 4000, 4500, 5000]
+    # A hold far behind its load: the next try goes to 95% of what it committed.
+    assert next_hold_rate(5000, steps, left=4, committed_per_s=4297) == 4000
+    assert next_hold_rate(4000, steps, left=3, committed_per_s=3689) == 3500
+    # Close to its load, with a wide gap to the step below: the halfway rule stands.
+    assert next_hold_rate(5000, [1000, 3000, 5000], left=4, committed_per_s=4990) == 4000
+    # Below every sustained step, the cap is still a rate to try.
+    assert next_hold_rate(1000, steps, left=2, committed_per_s=800) == 750
+    assert next_hold_rate(1000, steps, left=2, committed_per_s=200) is None
+    assert next_hold_rate(5000, steps, left=0, committed_per_s=3000) is None

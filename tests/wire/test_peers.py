@@ -342,7 +342,7 @@ async def test_a_rotated_identity_reconnects_under_the_new_key() -> None:
                 await m1.wait_connected(["m0", "m2"])
                 while any(m1.session_with(p) in (None, before[p]) for p in before):
                     await m1.wait_connected(["m0", "m2"])
-                    await trio.sleep(0.01)
+                    await trio.sleep(0.01)  # a poll interval under fail_after: renewal has no event
             await exchange(m0, m1)
             await exchange(m2, m1)
     assert any(e["event"] == "transport.identity_changed" for e in logs)

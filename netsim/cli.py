@@ -127,15 +127,18 @@ async def _until_terminated(work: Coroutine[Any, Any, _T]) -> _T:
     done: list[_T] = []
     signalled: list[int] = []
 
-    async def watch(scope: trio.CancelScope) -> None:
+    async def watch(
+        scope: trio.CancelScope, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+            task_status.started()
             async for number in signals:
                 signalled.append(number)
                 scope.cancel()
                 return
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch, nursery.cancel_scope)
+        await nursery.start(watch, nursery.cancel_scope)  # open before the work starts
         done.append(await work)
         nursery.cancel_scope.cancel()
     if signalled or not done:

@@ -461,7 +461,9 @@ async def serve_up(
                         trio.serve_listeners, server.handle, [listener], handler_nursery=nursery
                     )
                     nursery.start_soon(serve)
-                    nursery.start_soon(_watch_signals, server.down)
+                    # started, not start_soon: a Ctrl-C right after "ready" must
+                    # find the receiver open, or trio turns it into KeyboardInterrupt
+                    await nursery.start(_watch_signals, server.down)
                     ready(cluster, path)
                     await server.down.wait()
                     await ops.end_all()
@@ -473,9 +475,12 @@ async def serve_up(
                 path.unlink()
 
 
-async def _watch_signals(down: trio.Event) -> None:
+async def _watch_signals(
+    down: trio.Event, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
     """Ctrl-C, SIGTERM and SIGHUP take the cluster down as ``netsim down`` does."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        task_status.started()
         async for _ in signals:
             down.set()
             return

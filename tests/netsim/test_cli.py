@@ -243,6 +243,38 @@ def test_netsim_up_partition_heal_down(tmp_path: Path) -> None:
         kill_leftovers(pids)
 
 
+CTRL_C_AT_READY = """
+import functools, os, signal, sys
+from pathlib import Path
+import trio
+from netsim import control
+
+def ready(cluster, sock):
+    os.kill(os.getpid(), signal.SIGINT)
+
+config = control.UpConfig(members=1, observers=0, seed=0)
+trio.run(functools.partial(control.serve_up, Path(sys.argv[1]), config, ready=ready))
+print("down")
+"""
+
+
+def test_ctrl_c_the_moment_netsim_up_is_ready_takes_it_down(tmp_path: Path) -> None:
+    # the race CI once lost: Ctrl-C right after "ready" beat the signal watcher to
+    # its receiver and became a KeyboardInterrupt (exit 130, not a clean down)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_AT_READY, str(tmp_path / "up")],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    code, out, err = finish(proc)
+    assert code == 0, err
+    assert out.splitlines()[-1] == "down" and "KeyboardInterrupt" not in err
+    assert not (tmp_path / "up" / "control.sock").exists()
+
+
 def test_ctrl_c_takes_netsim_up_down(tmp_path: Path) -> None:
     up = netsim(tmp_path, "up", "--members", "1")
     pids: list[int] = []

@@ -27,17 +27,22 @@ def invoke(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
-def netsim(cwd: Path, *args: str) -> subprocess.Popen[bytes]:
-    """``netsim args`` in a child process, from ``cwd``, with pipes."""
+def python(cwd: Path, code: str, *args: str) -> subprocess.Popen[bytes]:
+    """``python -c code args`` in a child process, from ``cwd``, with pipes."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-c", "from netsim.cli import main; main()", *args],
+        [sys.executable, "-c", code, *args],
         cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+def netsim(cwd: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``netsim args`` in a child process, from ``cwd``, with pipes."""
+    return python(cwd, "from netsim.cli import main; main()", *args)
 
 
 def finish(proc: subprocess.Popen[bytes], timeout_s: float = DEADLINE_S) -> tuple[int, str, str]:
@@ -261,15 +266,7 @@ print("down")
 def test_ctrl_c_the_moment_netsim_up_is_ready_takes_it_down(tmp_path: Path) -> None:
     # the race CI once lost: Ctrl-C right after "ready" beat the signal watcher to
     # its receiver and became a KeyboardInterrupt (exit 130, not a clean down)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CTRL_C_AT_READY, str(tmp_path / "up")],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    code, out, err = finish(proc)
+    code, out, err = finish(python(tmp_path, CTRL_C_AT_READY, str(tmp_path / "up")))
     assert code == 0, err
     assert out.splitlines()[-1] == "down" and "KeyboardInterrupt" not in err
     assert not (tmp_path / "up" / "control.sock").exists()
